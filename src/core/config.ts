@@ -1,0 +1,66 @@
+/**
+ * The configuration shape, one for code (`createOutbox(config)`) and for `outbox.config.json`:
+ * database, routes, publishers, limits and relay settings. Validated once, naming the bad key.
+ */
+import { z } from 'zod';
+import { OutboxError } from './errors.js';
+
+const glob = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+
+export const routeSchema = z.strictObject({
+  type: glob.optional(),
+  aggregateType: glob.optional(),
+  destination: z.string().min(1).optional(),
+  publisher: z.string().min(1).optional(),
+  allow: z.array(z.string().min(1)).min(1).optional(),
+});
+
+export const databaseSchema = z.strictObject({
+  url: z.string().min(1),
+  schema: z.string().optional(),
+  table: z.string().optional(),
+  notify: z.boolean().optional(),
+  retainPublished: z.boolean().optional(),
+});
+
+/** A publisher given by URL, with its options (secret, headers, timeoutMs, source, …). */
+export const publisherConfigSchema = z.looseObject({ url: z.string().min(1) });
+
+const positive = z.number().int().positive();
+
+export const relaySchema = z.strictObject({
+  batchSize: positive.optional(),
+  maxAttempts: positive.optional(),
+  backoff: z.strictObject({ baseMs: positive.optional(), capMs: positive.optional() }).optional(),
+  pollIntervalMs: positive.optional(),
+  leaseTtlMs: positive.optional(),
+  historyLimit: positive.optional(),
+  shutdownTimeoutMs: positive.optional(),
+  relayId: z.string().min(1).optional(),
+});
+
+/** The JSON file form; in code, `database` and `publishers` entries may also be instances. */
+export const fileConfigSchema = z.strictObject({
+  $schema: z.string().optional(),
+  database: z.union([z.string().min(1), databaseSchema]).optional(),
+  routes: z.array(routeSchema).optional(),
+  publishers: z.record(z.string().min(1), z.union([z.string().min(1), publisherConfigSchema])).optional(),
+  maxPayloadBytes: positive.optional(),
+  strictPayload: z.boolean().optional(),
+  relay: relaySchema.optional(),
+});
+
+export type FileConfig = z.infer<typeof fileConfigSchema>;
+export type DatabaseConfig = z.infer<typeof databaseSchema>;
+export type PublisherConfig = z.infer<typeof publisherConfigSchema>;
+
+/** Parses with `schema`, turning the first problem into INVALID_CONFIG naming its key path. */
+export function parseConfig<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('');
+  throw new OutboxError('INVALID_CONFIG', `${where}${path}: ${issue.message}`, {
+    details: { path: issue.path.map(String) },
+  });
+}

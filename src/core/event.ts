@@ -1,0 +1,172 @@
+/**
+ * The event model: what `add()` takes, and its validation into a PreparedEvent. Everything a
+ * database or broker could refuse later is refused here, before any SQL is sent, with one
+ * OutboxError code per case (docs/errors.md).
+ */
+import { isReservedHeader } from './envelope.js';
+import { OutboxError } from './errors.js';
+import { isUuid, keyHash, uuidv7 } from './ids.js';
+import { checkString, serializeJson } from './payload.js';
+import type { PreparedEvent } from './ports.js';
+import type { Router } from './routes.js';
+
+/**
+ * A domain event to add to the outbox.
+ * @example
+ * { type: 'order.created', aggregateType: 'order', aggregateId: order.id, payload: { total: 42 } }
+ */
+export interface OutboxEvent<P = unknown> {
+  /** What happened, e.g. 'order.created'. Required. */
+  readonly type: string;
+  /** The kind of entity the event is about, e.g. 'order'. */
+  readonly aggregateType?: string;
+  /** The entity's id. */
+  readonly aggregateId?: string | number;
+  /** Ordering key: events with the same key are published in order. Default `aggregateType:aggregateId`. */
+  readonly key?: string;
+  /** Any JSON value (plain objects, arrays, strings, finite numbers, booleans, null, Dates). */
+  readonly payload?: P;
+  /** String headers carried with the message (no CR/LF; `ce-*` and other envelope names are reserved). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Topic / subject / path. Default: rendered from the matching route's template. */
+  readonly destination?: string;
+  /** Publish no earlier than this (a delayed event also holds back later events of its key). */
+  readonly availableAt?: Date;
+  /** UUID of the event (default: a new UUIDv7). Consumers use it to drop duplicates. */
+  readonly id?: string;
+}
+
+export interface PrepareOptions {
+  readonly router: Router;
+  /** Upper bound on the UTF-8 size of payload + headers JSON. */
+  readonly maxPayloadBytes: number;
+  readonly strictPayload: boolean;
+}
+
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+const MAX_KEY_LENGTH = 1024;
+const MAX_TYPE_LENGTH = 255;
+const KNOWN_FIELDS = new Set([
+  'type',
+  'aggregateType',
+  'aggregateId',
+  'key',
+  'payload',
+  'headers',
+  'destination',
+  'availableAt',
+  'id',
+]);
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+function invalid(code: ConstructorParameters<typeof OutboxError>[0], path: string, message: string): never {
+  throw new OutboxError(code, `${path}${message}`, { details: { path } });
+}
+
+function optionalString(value: unknown, path: string, field: string, maxLength = MAX_KEY_LENGTH): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || value === '')
+    invalid('INVALID_EVENT', path, `.${field} must be a non-empty string`);
+  if (value.length > maxLength) invalid('INVALID_EVENT', path, `.${field} is longer than ${maxLength} characters`);
+  checkString(value, `${path}.${field}`);
+  return value;
+}
+
+function prepareHeaders(headers: unknown, path: string): Record<string, string> {
+  if (headers === undefined || headers === null) return {};
+  if (typeof headers !== 'object' || Array.isArray(headers))
+    invalid('INVALID_HEADER', path, '.headers must be an object of string values');
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const p = `${path}.headers["${name}"]`;
+    if (!HEADER_NAME.test(name)) invalid('INVALID_HEADER', p, ' is not a valid header name (token characters only)');
+    if (isReservedHeader(name)) invalid('INVALID_HEADER', p, ' is reserved for the message envelope');
+    if (typeof value !== 'string') invalid('INVALID_HEADER', p, ' must be a string');
+    if (/[\r\n]/.test(value)) invalid('INVALID_HEADER', p, ' contains CR or LF');
+    checkString(value, p);
+    out[name] = value;
+  }
+  return out;
+}
+
+function prepareOne(input: unknown, path: string, options: PrepareOptions): PreparedEvent {
+  if (typeof input !== 'object' || input === null || Array.isArray(input))
+    invalid('INVALID_EVENT', path, ' must be an object');
+  const e = input as Record<string, unknown>;
+  for (const field of Object.keys(e)) {
+    if (!KNOWN_FIELDS.has(field)) invalid('INVALID_EVENT', path, ` has an unknown field "${field}"`);
+  }
+  if (typeof e.type !== 'string' || e.type.trim() === '') invalid('MISSING_TYPE', path, '.type is missing or empty');
+  if (e.type.length > MAX_TYPE_LENGTH) invalid('MISSING_TYPE', path, `.type is longer than ${MAX_TYPE_LENGTH} characters`);
+  checkString(e.type, `${path}.type`);
+  const type = e.type;
+
+  const aggregateType = optionalString(e.aggregateType, path, 'aggregateType');
+  const rawId = e.aggregateId;
+  if (typeof rawId === 'number' && !Number.isSafeInteger(rawId))
+    invalid('INVALID_EVENT', path, '.aggregateId must be a string or a safe integer');
+  const aggregateId = optionalString(typeof rawId === 'number' ? String(rawId) : rawId, path, 'aggregateId');
+
+  let key: string;
+  if (e.key !== undefined) {
+    if (typeof e.key !== 'string' || e.key === '') invalid('INVALID_KEY', path, '.key must be a non-empty string');
+    if (e.key.length > MAX_KEY_LENGTH) invalid('INVALID_KEY', path, `.key is longer than ${MAX_KEY_LENGTH} characters`);
+    checkString(e.key, `${path}.key`);
+    key = e.key;
+  } else {
+    if (aggregateType === null || aggregateId === null) {
+      invalid('MISSING_AGGREGATE', path, ' needs aggregateType and aggregateId, or an explicit key and destination');
+    }
+    key = `${aggregateType}:${aggregateId}`;
+  }
+
+  let id: string;
+  if (e.id !== undefined) {
+    if (!isUuid(e.id)) invalid('INVALID_ID', path, '.id must be a lower-case UUID string');
+    id = e.id;
+  } else {
+    id = uuidv7();
+  }
+
+  let availableAt: Date | null = null;
+  if (e.availableAt !== undefined && e.availableAt !== null) {
+    if (!(e.availableAt instanceof Date) || Number.isNaN(e.availableAt.getTime()))
+      invalid('INVALID_AVAILABLE_AT', path, '.availableAt must be a valid Date');
+    availableAt = e.availableAt;
+  }
+
+  let destination: string | undefined;
+  if (e.destination !== undefined) {
+    if (typeof e.destination !== 'string') invalid('INVALID_DESTINATION', path, '.destination must be a string');
+    checkString(e.destination, `${path}.destination`);
+    destination = e.destination;
+  }
+  destination = options.router.destinationFor({ type, key, aggregateType, aggregateId, destination }, path);
+
+  const headers = JSON.stringify(prepareHeaders(e.headers, path));
+  const payload = serializeJson(e.payload, { strict: options.strictPayload, path: `${path}.payload` });
+  const size = Buffer.byteLength(payload) + Buffer.byteLength(headers);
+  if (size > options.maxPayloadBytes) {
+    throw new OutboxError(
+      'PAYLOAD_TOO_LARGE',
+      `${path}: payload and headers are ${size} bytes, over maxPayloadBytes (${options.maxPayloadBytes})`,
+      { details: { path, bytes: size, limit: options.maxPayloadBytes } },
+    );
+  }
+  return { id, key, keyHash: keyHash(key), type, aggregateType, aggregateId, destination, payload, headers, availableAt };
+}
+
+/** Validates and serialises events; throws the first problem found, before anything is written. */
+export function prepareEvents(input: unknown, options: PrepareOptions): PreparedEvent[] {
+  if (!Array.isArray(input)) return [prepareOne(input, 'event', options)];
+  const events = input.map((e, i) => prepareOne(e, `events[${i}]`, options));
+  if (events.length > 1) {
+    const seen = new Set<string>();
+    for (let i = 0; i < events.length; i++) {
+      const id = events[i]!.id;
+      if (seen.has(id)) invalid('INVALID_ID', `events[${i}]`, `.id ${id} appears twice in the batch`);
+      seen.add(id);
+    }
+  }
+  return events;
+}

@@ -1,0 +1,30 @@
+/**
+ * outbox: the transactional outbox for TypeScript.
+ * Stores, executors and publishers live in subpaths (`outbox/stores/postgres`, `outbox/executors/pg`,
+ * `outbox/publishers/nats`, …) so that unused drivers never load.
+ */
+export type { BackoffOptions } from './core/backoff.js';
+export type { DatabaseConfig, FileConfig, PublisherConfig } from './core/config.js';
+export { ERROR_CODES, type ErrorCode, OutboxError, PermanentError, PublishError } from './core/errors.js';
+export type { OutboxEvent } from './core/event.js';
+export { keyHash, uuidv7 } from './core/ids.js';
+export type {
+  AsyncExecutor,
+  AttemptRecord,
+  ClaimedEvent,
+  Dialect,
+  EventRecord,
+  EventStatus,
+  Executor,
+  MigrationResult,
+  OutboundMessage,
+  OutboxStats,
+  Publisher,
+  PublishResult,
+  Store,
+  SyncExecutor,
+} from './core/ports.js';
+export type { RouteConfig } from './core/routes.js';
+export { createOutbox, DEFAULT_DATABASE_URL, type Outbox, type OutboxConfig, publisherFromUrl, storeFromUrl } from './outbox.js';
+export { consoleLogger, type Logger, type LogLevel, silentLogger } from './relay/logger.js';
+export { type BatchReport, Relay, RELAY_DEFAULTS, type RelayOptions } from './relay/relay.js';

@@ -1,0 +1,206 @@
+/**
+ * createOutbox(): the one object an application holds. `add()` writes events on the caller's
+ * transaction; `relay()` builds the relay from the same routes and publishers; `migrate()`,
+ * `status()` and `close()` do what they say.
+ */
+import {
+  databaseSchema,
+  type DatabaseConfig,
+  parseConfig,
+  publisherConfigSchema,
+  type PublisherConfig,
+  relaySchema,
+  routeSchema,
+} from './core/config.js';
+import { type DestinationGrammar, grammarFor, kindOfUrl } from './core/destination.js';
+import { OutboxError } from './core/errors.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES, type OutboxEvent, prepareEvents } from './core/event.js';
+import type { AsyncExecutor, Executor, MigrationResult, OutboxStats, Publisher, Store, SyncExecutor } from './core/ports.js';
+import { type RouteConfig, Router } from './core/routes.js';
+import { httpPublisher } from './publishers/http.js';
+import { natsPublisher } from './publishers/nats.js';
+import { Relay, type RelayOptions } from './relay/relay.js';
+import { postgresStore } from './stores/postgres.js';
+import { sqliteStore } from './stores/sqlite.js';
+
+export interface OutboxConfig {
+  /** A URL (`sqlite:./app.db`, `postgres://…`), its options, or a store. Default `sqlite:./outbox.db`. */
+  readonly database?: string | DatabaseConfig | Store;
+  /** Event type / aggregate type → destination template and publisher. Default: one catch-all route. */
+  readonly routes?: readonly RouteConfig[];
+  /** Name → URL (`nats://…`, `https://…`), URL with options, or a publisher you built. */
+  readonly publishers?: Readonly<Record<string, string | PublisherConfig | Publisher>>;
+  /** Largest payload + headers, in UTF-8 bytes (default 1 MiB). */
+  readonly maxPayloadBytes?: number;
+  /** Refuse Map, Set and class instances in payloads (default true). */
+  readonly strictPayload?: boolean;
+  /** Defaults for `outbox.relay()`. */
+  readonly relay?: RelayOptions;
+}
+
+export const DEFAULT_DATABASE_URL = 'sqlite:./outbox.db';
+
+export interface Outbox {
+  readonly store: Store;
+  /**
+   * Adds one event (returns its id) or several in one statement (returns their ids), on the
+   * caller's transaction. Synchronous on a synchronous executor (better-sqlite3), a Promise
+   * otherwise. Invalid input throws a typed OutboxError before any SQL is sent.
+   */
+  add(executor: SyncExecutor, event: OutboxEvent): string;
+  add(executor: SyncExecutor, events: readonly OutboxEvent[]): string[];
+  add(executor: AsyncExecutor, event: OutboxEvent): Promise<string>;
+  add(executor: AsyncExecutor, events: readonly OutboxEvent[]): Promise<string[]>;
+  /** A relay over this outbox's store, routes and publishers. */
+  relay(options?: RelayOptions): Relay;
+  /** Creates or upgrades the schema. */
+  migrate(): Promise<MigrationResult>;
+  status(): Promise<OutboxStats>;
+  /** Closes the store and the publishers this outbox created from URLs (not the ones you passed). */
+  close(): Promise<void>;
+}
+
+function isStore(value: unknown): value is Store {
+  return typeof value === 'object' && value !== null && 'insert' in value && 'claim' in value;
+}
+
+function isPublisher(value: unknown): value is Publisher {
+  return typeof value === 'object' && value !== null && typeof (value as Publisher).publish === 'function';
+}
+
+/** A store from a URL: `sqlite:./file.db`, `sqlite:///abs/file.db`, `postgres://…`. */
+export function storeFromUrl(config: string | DatabaseConfig): Store {
+  const options = typeof config === 'string' ? { url: config } : config;
+  const { url, ...rest } = options;
+  if (/^postgres(ql)?:\/\//i.test(url)) return postgresStore({ ...rest, url });
+  if (/^sqlite:/i.test(url)) {
+    const path = url.replace(/^sqlite:(\/\/)?/i, '');
+    if (!path || path === ':memory:') {
+      throw new OutboxError('UNSUPPORTED_URL', `database URL "${url}" names no file (the relay needs a file it can share)`);
+    }
+    if ('schema' in rest || 'notify' in rest) {
+      throw new OutboxError('INVALID_CONFIG', 'database.schema and database.notify apply to PostgreSQL only');
+    }
+    return sqliteStore({ path, table: rest.table, retainPublished: rest.retainPublished });
+  }
+  throw new OutboxError('UNSUPPORTED_URL', `database URL "${url}" is not supported (use sqlite:./file.db or postgres://…)`);
+}
+
+/** A publisher from a URL: `nats://…` (JetStream) or `http(s)://…` (webhook). */
+export function publisherFromUrl(config: string | PublisherConfig): Publisher {
+  const options = typeof config === 'string' ? { url: config } : config;
+  const kind = kindOfUrl(options.url);
+  if (kind === 'nats') return natsPublisher(options);
+  if (kind === 'http') return httpPublisher(options as PublisherConfig & { url: string });
+  throw new OutboxError('UNSUPPORTED_URL', `broker URL "${options.url}" is not supported (use nats://… or http(s)://…)`);
+}
+
+/**
+ * Creates an outbox.
+ * @example
+ * const outbox = createOutbox({ database: 'postgres://localhost/app', publishers: { nats: 'nats://localhost:4222' } });
+ * await outbox.migrate();
+ * await client.query('BEGIN');
+ * await outbox.add(fromPg(client), { type: 'order.created', aggregateType: 'order', aggregateId: id, payload });
+ * await client.query('COMMIT');
+ */
+export function createOutbox(config: OutboxConfig = {}): Outbox {
+  if (typeof config !== 'object' || config === null) throw new OutboxError('INVALID_CONFIG', 'config must be an object');
+  const known = new Set(['database', 'routes', 'publishers', 'maxPayloadBytes', 'strictPayload', 'relay', '$schema']);
+  for (const key of Object.keys(config)) {
+    if (!known.has(key)) throw new OutboxError('INVALID_CONFIG', `config.${key} is not a known option`);
+  }
+  const database = config.database ?? DEFAULT_DATABASE_URL;
+  const ownsStore = !isStore(database);
+  const store = isStore(database)
+    ? database
+    : storeFromUrl(typeof database === 'string' ? database : parseConfig(databaseSchema, database, 'config.database'));
+
+  const publishers = new Map<string, Publisher>();
+  const owned: Publisher[] = [];
+  for (const [name, entry] of Object.entries(config.publishers ?? {})) {
+    if (isPublisher(entry)) {
+      publishers.set(name, entry);
+    } else {
+      const parsed = typeof entry === 'string' ? entry : parseConfig(publisherConfigSchema, entry, `config.publishers.${name}`);
+      const publisher = publisherFromUrl(parsed);
+      publishers.set(name, publisher);
+      owned.push(publisher);
+    }
+  }
+  const grammars = new Map<string, DestinationGrammar>();
+  for (const [name, p] of publishers) {
+    grammars.set(name, p.validateDestination ? (d) => p.validateDestination!(d) : grammarFor(p.kind));
+  }
+  (config.routes ?? []).forEach((r, i) => parseConfig(routeSchema, r, `config.routes[${i}]`));
+  const router = new Router(config.routes, grammars);
+  const prepareOptions = {
+    router,
+    maxPayloadBytes: config.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+    strictPayload: config.strictPayload ?? true,
+  };
+  if (!Number.isInteger(prepareOptions.maxPayloadBytes) || prepareOptions.maxPayloadBytes <= 0) {
+    throw new OutboxError('INVALID_CONFIG', 'config.maxPayloadBytes must be a positive integer');
+  }
+  const { logger, ...relayJson } = config.relay ?? {};
+  parseConfig(relaySchema, relayJson, 'config.relay');
+  const relays = new Set<Relay>();
+
+  function checkExecutor(executor: Executor): void {
+    if (typeof executor !== 'object' || executor === null || typeof executor.query !== 'function') {
+      throw new OutboxError('INVALID_CONFIG', 'add() needs an executor such as fromPg(client) or fromBetterSqlite3(db)');
+    }
+    if (executor.dialect !== store.dialect) {
+      throw new OutboxError('DIALECT_MISMATCH', `a ${executor.dialect} executor cannot write to the ${store.dialect} store`);
+    }
+    const state = executor.transactionState?.() ?? 'unknown';
+    if (state === 'none') {
+      throw new OutboxError('NOT_IN_TRANSACTION', 'add() must run inside your transaction (the handle is not in one), or the event could be written without your business rows');
+    }
+    if (state === 'aborted') {
+      throw new OutboxError('TRANSACTION_ABORTED', 'the transaction has already failed; roll it back');
+    }
+  }
+
+  function add(executor: Executor, input: OutboxEvent | readonly OutboxEvent[]): string | string[] | Promise<string | string[]> {
+    const run = () => {
+      checkExecutor(executor);
+      const events = prepareEvents(input, prepareOptions);
+      const ids = events.map((e) => e.id);
+      const result = Array.isArray(input) ? ids : ids[0]!;
+      return { statement: events.length > 0 ? store.insert(events) : undefined, result };
+    };
+    if (executor?.sync === true) {
+      const { statement, result } = run();
+      if (statement) {
+        executor.query(statement.sql, statement.params);
+        // A synchronous transaction has committed (or rolled back) before any callback runs:
+        // wake local relays then, instead of waiting for their next poll.
+        if (relays.size > 0) setImmediate(() => relays.forEach((r) => r.wake()));
+      }
+      return result;
+    }
+    return (async () => {
+      const { statement, result } = run();
+      if (statement) await (executor as AsyncExecutor).query(statement.sql, statement.params);
+      return result;
+    })();
+  }
+
+  return {
+    store,
+    add: add as Outbox['add'],
+    relay(options: RelayOptions = {}): Relay {
+      const relay = new Relay({ store, publishers, router }, { ...config.relay, ...options, logger: options.logger ?? logger });
+      relays.add(relay);
+      return relay;
+    },
+    migrate: () => store.migrate(),
+    status: () => store.stats(),
+    async close(): Promise<void> {
+      await Promise.all([...relays].map((r) => r.stop()));
+      await Promise.all(owned.map((p) => p.close?.()));
+      if (ownsStore) await store.close();
+    },
+  };
+}

@@ -1,0 +1,403 @@
+/**
+ * The relay: moves committed events from the outbox table to the brokers.
+ *
+ *   ┌────────────┐ lease held ┌───────┐ events ┌─────────────────────┐        ┌────────┐
+ *   │ acquire    │───────────▶│ claim │───────▶│ publish, key rounds │───────▶│ settle │──┐
+ *   │ lease      │◀─┐         └───────┘        └─────────────────────┘        └────────┘  │
+ *   └────────────┘  │ lost        │ none due                                              │
+ *                   │             ▼                                                       │
+ *                   └──────── sleep until NOTIFY, a local add() or pollIntervalMs ◀───────┘
+ *                                                  (no sleep while batches come back full)
+ *
+ * - One relay owns the outbox at a time through a lease row with an epoch; every settle is
+ *   fenced by it, and the lease is renewed in the background while a batch is in flight.
+ * - Claim is by status: due pending events in insertion order, minus any key held back by an
+ *   earlier event that is retrying or delayed. Nothing is marked at claim, so a relay that dies
+ *   leaves its events pending: the next owner publishes them again (at least once).
+ * - A batch is published in rounds: round r holds the r-th event of every key, so a key's next
+ *   event goes out only after its previous one was delivered; keys are concurrent. A failure
+ *   stops its key for this batch (later events of that key stay pending, untouched).
+ * - Outcomes are settled in one statement: delivered → deleted (or kept, with retention);
+ *   failed → attempts+1 and the next attempt after exponential backoff with full jitter;
+ *   out of attempts, or a PermanentError → dead-lettered with its attempt history.
+ * - stop(): finishes the round in flight, settles it, releases the lease and resolves.
+ */
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { type BackoffOptions, backoffDelayMs, DEFAULT_BACKOFF } from '../core/backoff.js';
+import { describeError, OutboxError, PublishError } from '../core/errors.js';
+import { uuidv7 } from '../core/ids.js';
+import type {
+  AttemptRecord,
+  ClaimedEvent,
+  FailedAttempt,
+  LeaseToken,
+  OutboundMessage,
+  Publisher,
+  PublishResult,
+  Store,
+} from '../core/ports.js';
+import type { Router } from '../core/routes.js';
+import { consoleLogger, type Logger } from './logger.js';
+
+export interface RelayOptions {
+  /** Events claimed per batch (default 500). */
+  readonly batchSize?: number;
+  /** Attempts before an event is dead-lettered (default 10). */
+  readonly maxAttempts?: number;
+  /** Retry schedule (default base 500 ms, cap 60 s, full jitter). */
+  readonly backoff?: Partial<BackoffOptions>;
+  /** Longest sleep when idle; NOTIFY and local adds wake the relay sooner (default 250 ms). */
+  readonly pollIntervalMs?: number;
+  /** Lease time-to-live; a relay that stops renewing loses the outbox after this (default 10 s). */
+  readonly leaseTtlMs?: number;
+  /** Failed attempts kept per event (default 10, the most recent). */
+  readonly historyLimit?: number;
+  /** How long stop() waits for the batch in flight before giving up on it (default 10 s). */
+  readonly shutdownTimeoutMs?: number;
+  /** This relay's id, recorded in leases and attempt histories (default host:pid:random). */
+  readonly relayId?: string;
+  readonly logger?: Logger;
+}
+
+export const RELAY_DEFAULTS = Object.freeze({
+  batchSize: 500,
+  maxAttempts: 10,
+  pollIntervalMs: 250,
+  leaseTtlMs: 10_000,
+  historyLimit: 10,
+  shutdownTimeoutMs: 10_000,
+});
+
+/** What one batch did; emitted as 'batch' and returned by runOnce(). */
+export interface BatchReport {
+  readonly claimed: number;
+  readonly published: readonly ClaimedEvent[];
+  readonly retried: readonly FailedAttempt[];
+  readonly dead: readonly FailedAttempt[];
+  /** False when the lease was lost before settling: nothing was recorded, the next owner redoes it. */
+  readonly settled: boolean;
+}
+
+export interface RelayDependencies {
+  readonly store: Store;
+  readonly publishers: ReadonlyMap<string, Publisher>;
+  readonly router: Router;
+}
+
+const ERROR_SLEEP_MIN_MS = 100;
+const ERROR_SLEEP_MAX_MS = 5_000;
+
+function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new OutboxError('INVALID_CONFIG', `relay.${name} must be a positive integer, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * The relay. Create it with `outbox.relay(options)`; `start()` runs it in the background,
+ * `stop()` shuts it down gracefully; `runOnce()` processes one batch (tests, cron jobs).
+ * Events: 'batch' (BatchReport), 'error' (Error, also logged), 'lease' ('acquired' | 'lost' | 'released').
+ */
+export class Relay extends EventEmitter {
+  readonly id: string;
+  readonly #deps: RelayDependencies;
+  readonly #o: Required<Omit<RelayOptions, 'backoff' | 'logger' | 'relayId'>> & { backoff: BackoffOptions };
+  readonly #log: Logger;
+  #lease: LeaseToken | null = null;
+  #leaseValidUntil = 0;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopping = false;
+  #wakePending = false;
+  #wake: (() => void) | undefined;
+  #unlisten: (() => Promise<void>) | undefined;
+
+  constructor(deps: RelayDependencies, options: RelayOptions = {}) {
+    super();
+    this.#deps = deps;
+    this.#log = options.logger ?? consoleLogger();
+    const backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+    positiveInt('backoff.baseMs', backoff.baseMs, 1);
+    positiveInt('backoff.capMs', backoff.capMs, 1);
+    this.#o = {
+      batchSize: positiveInt('batchSize', options.batchSize, RELAY_DEFAULTS.batchSize),
+      maxAttempts: positiveInt('maxAttempts', options.maxAttempts, RELAY_DEFAULTS.maxAttempts),
+      pollIntervalMs: positiveInt('pollIntervalMs', options.pollIntervalMs, RELAY_DEFAULTS.pollIntervalMs),
+      leaseTtlMs: positiveInt('leaseTtlMs', options.leaseTtlMs, RELAY_DEFAULTS.leaseTtlMs),
+      historyLimit: positiveInt('historyLimit', options.historyLimit, RELAY_DEFAULTS.historyLimit),
+      shutdownTimeoutMs: positiveInt('shutdownTimeoutMs', options.shutdownTimeoutMs, RELAY_DEFAULTS.shutdownTimeoutMs),
+      backoff,
+    };
+    this.id = options.relayId ?? `${hostname()}:${process.pid}:${uuidv7().slice(-8)}`;
+  }
+
+  /** Starts the loop in the background (idempotent). Errors go to the logger and 'error' events. */
+  async start(): Promise<void> {
+    if (this.#running) return;
+    this.#stopping = false;
+    await this.#deps.store.checkSchema();
+    if (this.#deps.store.listen) {
+      const listener = await this.#deps.store.listen(() => this.wake());
+      this.#unlisten = () => listener.close();
+    }
+    this.#running = this.#loop();
+  }
+
+  /** Wakes the loop now (new events committed). */
+  wake(): void {
+    this.#wakePending = true;
+    this.#wake?.();
+  }
+
+  /** Finishes the round in flight, settles it, releases the lease. Safe to call twice. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.wake();
+    const running = this.#running;
+    if (running) {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), this.#o.shutdownTimeoutMs);
+      });
+      const outcome = await Promise.race([running.then(() => 'done' as const), timedOut]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') {
+        this.#log.warn('relay.stop timed out waiting for the batch in flight; its events stay pending', {
+          relay: this.id,
+        });
+      }
+    }
+    this.#running = undefined;
+    await this.#unlisten?.().catch((e) => this.#log.warn('closing LISTEN failed', { error: describeError(e) }));
+    this.#unlisten = undefined;
+    await this.#releaseLease();
+  }
+
+  /** Acquires the lease if needed, then claims, publishes and settles one batch. */
+  async runOnce(): Promise<BatchReport> {
+    if (!(await this.#holdLease())) {
+      throw new OutboxError('RELAY_STOPPED', 'another relay holds the outbox lease');
+    }
+    const batch = await this.#deps.store.claim(this.#o.batchSize);
+    return this.#process(batch);
+  }
+
+  /** Runs batches until none is due; returns totals. For tests and one-shot jobs. */
+  async drain(): Promise<{ published: number; retried: number; dead: number }> {
+    const totals = { published: 0, retried: 0, dead: 0 };
+    for (;;) {
+      const report = await this.runOnce();
+      totals.published += report.published.length;
+      totals.retried += report.retried.length;
+      totals.dead += report.dead.length;
+      if (report.claimed === 0 || !report.settled) break;
+    }
+    await this.#releaseLease();
+    return totals;
+  }
+
+  async #loop(): Promise<void> {
+    let errorSleep = ERROR_SLEEP_MIN_MS;
+    while (!this.#stopping) {
+      try {
+        if (!(await this.#holdLease())) {
+          await this.#sleep(Math.max(this.#o.leaseTtlMs / 4, this.#o.pollIntervalMs));
+          continue;
+        }
+        const batch = await this.#deps.store.claim(this.#o.batchSize);
+        if (batch.length > 0) await this.#process(batch);
+        errorSleep = ERROR_SLEEP_MIN_MS;
+        if (batch.length < this.#o.batchSize) await this.#sleep(this.#o.pollIntervalMs);
+      } catch (error) {
+        this.#log.error('relay loop failed; retrying', { relay: this.id, error: describeError(error) });
+        this.emit('error', error);
+        await this.#sleep(errorSleep);
+        errorSleep = Math.min(errorSleep * 2, ERROR_SLEEP_MAX_MS);
+      }
+    }
+  }
+
+  /** Sleeps up to `ms`, waking early for wake() and stop(); returns at once if a wake is pending. */
+  #sleep(ms: number): Promise<void> {
+    if (this.#wakePending || this.#stopping) {
+      this.#wakePending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.#wake = undefined;
+        self.#wakePending = false;
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+
+  async #holdLease(): Promise<boolean> {
+    if (this.#lease && performance.now() < this.#leaseValidUntil) return true;
+    const { store } = this.#deps;
+    const startedAt = performance.now();
+    if (this.#lease && (await store.renewLease(this.#lease, this.#o.leaseTtlMs))) {
+      this.#leaseValidUntil = startedAt + this.#o.leaseTtlMs * 0.9;
+      return true;
+    }
+    if (this.#lease) this.#loseLease('renewal refused');
+    const lease = await store.acquireLease(this.id, this.#o.leaseTtlMs);
+    if (!lease) return false;
+    this.#lease = lease;
+    this.#leaseValidUntil = startedAt + this.#o.leaseTtlMs * 0.9;
+    this.#log.info('lease acquired', { relay: this.id, epoch: lease.epoch });
+    this.emit('lease', 'acquired');
+    this.#renewTimer ??= setInterval(() => void this.#renewInBackground(), this.#o.leaseTtlMs / 3);
+    this.#renewTimer.unref();
+    return true;
+  }
+
+  async #renewInBackground(): Promise<void> {
+    const lease = this.#lease;
+    if (!lease) return;
+    const startedAt = performance.now();
+    try {
+      if (await this.#deps.store.renewLease(lease, this.#o.leaseTtlMs)) {
+        if (this.#lease === lease) this.#leaseValidUntil = startedAt + this.#o.leaseTtlMs * 0.9;
+      } else if (this.#lease === lease) {
+        this.#loseLease('renewal refused');
+      }
+    } catch (error) {
+      // The lease stays valid until its local deadline; the loop re-checks before publishing.
+      this.#log.warn('lease renewal failed', { relay: this.id, error: describeError(error) });
+    }
+  }
+
+  #loseLease(reason: string): void {
+    this.#log.warn('lease lost', { relay: this.id, reason });
+    this.#lease = null;
+    this.#leaseValidUntil = 0;
+    this.emit('lease', 'lost');
+  }
+
+  async #releaseLease(): Promise<void> {
+    clearInterval(this.#renewTimer);
+    this.#renewTimer = undefined;
+    const lease = this.#lease;
+    this.#lease = null;
+    this.#leaseValidUntil = 0;
+    if (!lease) return;
+    try {
+      await this.#deps.store.releaseLease(lease);
+      this.emit('lease', 'released');
+    } catch (error) {
+      this.#log.warn('releasing the lease failed; it expires by itself', { relay: this.id, error: describeError(error) });
+    }
+  }
+
+  async #process(batch: readonly ClaimedEvent[]): Promise<BatchReport> {
+    const lease = this.#lease!;
+    const lanes = new Map<string, ClaimedEvent[]>();
+    for (const event of batch) {
+      const lane = lanes.get(event.key);
+      if (lane) lane.push(event);
+      else lanes.set(event.key, [event]);
+    }
+    const published: ClaimedEvent[] = [];
+    const retried: FailedAttempt[] = [];
+    const dead: FailedAttempt[] = [];
+    let round = [...lanes.values()].map((lane) => lane[0]!);
+    for (let r = 1; round.length > 0; r++) {
+      const results = await this.#publishRound(round);
+      const next: ClaimedEvent[] = [];
+      round.forEach((event, i) => {
+        const result = results[i]!;
+        if (result.ok) {
+          published.push(event);
+          const following = lanes.get(event.key)![r];
+          if (following) next.push(following);
+        } else {
+          const failure = this.#failure(event, result.error);
+          (failure.delayMs < 0 ? dead : retried).push(failure);
+        }
+      });
+      // Stop between rounds when shutting down, or when the lease can no longer be trusted.
+      if (this.#stopping || performance.now() >= this.#leaseValidUntil) break;
+      round = next;
+    }
+    let settled = false;
+    if (published.length + retried.length + dead.length > 0) {
+      const result = await this.#deps.store.settle({ published: published.map((e) => e.id), retry: retried, dead }, lease);
+      settled = result.applied;
+      if (!settled && this.#lease === lease) this.#loseLease('settle fenced: another relay took the lease');
+    }
+    const report: BatchReport = { claimed: batch.length, published, retried, dead, settled };
+    if (dead.length > 0 && settled) {
+      for (const d of dead) this.#log.warn('event dead-lettered', { relay: this.id, id: d.id, error: d.error });
+    }
+    this.emit('batch', report);
+    return report;
+  }
+
+  /** Publishes events with distinct keys, grouped by publisher; one result per event, in order. */
+  async #publishRound(round: readonly ClaimedEvent[]): Promise<PublishResult[]> {
+    const results: PublishResult[] = new Array(round.length);
+    const groups = new Map<Publisher, { indexes: number[]; messages: OutboundMessage[] }>();
+    round.forEach((event, i) => {
+      const name = this.#deps.router.publisherFor(event.type, event.aggregateType);
+      const publisher = name === undefined ? undefined : this.#deps.publishers.get(name);
+      if (!publisher) {
+        const why = name === undefined ? `no route takes type "${event.type}"` : `publisher "${name}" is not configured`;
+        results[i] = { ok: false, error: new OutboxError('PUBLISHER_NOT_FOUND', why) };
+        return;
+      }
+      let group = groups.get(publisher);
+      if (!group) groups.set(publisher, (group = { indexes: [], messages: [] }));
+      group.indexes.push(i);
+      group.messages.push({
+        id: event.id,
+        key: event.key,
+        type: event.type,
+        destination: event.destination,
+        aggregateType: event.aggregateType,
+        aggregateId: event.aggregateId,
+        payload: event.payload,
+        headers: event.headers,
+        createdAt: event.createdAt,
+        attempt: event.attempts + 1,
+      });
+    });
+    await Promise.all(
+      [...groups].map(async ([publisher, { indexes, messages }]) => {
+        let outcome: PublishResult[];
+        try {
+          outcome = await publisher.publish(messages);
+          if (outcome.length !== messages.length) throw new Error(`publisher "${publisher.kind}" returned ${outcome.length} results for ${messages.length} messages`);
+        } catch (error) {
+          outcome = messages.map(() => ({ ok: false, error }));
+        }
+        indexes.forEach((index, j) => {
+          results[index] = outcome[j]!;
+        });
+      }),
+    );
+    return results;
+  }
+
+  /** The failed attempt to record; delayMs < 0 means dead-letter now. */
+  #failure(event: ClaimedEvent, error: unknown): FailedAttempt {
+    const attempts = event.attempts + 1;
+    const text = describeError(error);
+    const record: AttemptRecord = { at: new Date().toISOString(), error: text, relay: this.id };
+    const history = [...event.history, record].slice(-this.#o.historyLimit);
+    const permanent = error instanceof PublishError && !error.retryable;
+    if (permanent || attempts >= this.#o.maxAttempts) {
+      return { id: event.id, attempts, error: text, history, delayMs: -1 };
+    }
+    const retryAfterMs = error instanceof PublishError ? (error.retryAfterMs ?? 0) : 0;
+    return { id: event.id, attempts, error: text, history, delayMs: backoffDelayMs(attempts, this.#o.backoff, retryAfterMs) };
+  }
+}

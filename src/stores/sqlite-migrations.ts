@@ -1,0 +1,46 @@
+/**
+ * SQLite schema, one numbered migration per step. Never edit a migration that has shipped:
+ * add the next one. Timestamps are integer milliseconds since the epoch.
+ */
+export interface SqliteMigration {
+  readonly version: number;
+  readonly name: string;
+  sql(table: string): string;
+}
+
+export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
+  {
+    version: 1,
+    name: 'create outbox, leases',
+    sql: (t) => `
+      CREATE TABLE IF NOT EXISTS "${t}" (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        key TEXT NOT NULL,
+        key_hash INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        aggregate_type TEXT,
+        aggregate_id TEXT,
+        destination TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        headers TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'published', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        history TEXT NOT NULL DEFAULT '[]',
+        created_at INTEGER NOT NULL,
+        available_at INTEGER NOT NULL,
+        published_at INTEGER
+      );
+      CREATE INDEX IF NOT EXISTS "${t}_pending_seq" ON "${t}" (seq) WHERE status = 'pending';
+      CREATE INDEX IF NOT EXISTS "${t}_pending_key" ON "${t}" (key, seq) WHERE status = 'pending';
+      CREATE INDEX IF NOT EXISTS "${t}_published_at" ON "${t}" (published_at) WHERE status = 'published';
+      CREATE INDEX IF NOT EXISTS "${t}_dead_seq" ON "${t}" (seq) WHERE status = 'dead';
+      CREATE TABLE IF NOT EXISTS "${t}_leases" (
+        partition INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      );`,
+  },
+];

@@ -1,0 +1,328 @@
+/**
+ * The SQLite store: the embedded default. WAL mode so the application's writers and the relay's
+ * reads do not block each other, a busy timeout so short write collisions wait instead of
+ * failing, and the relay's own write transactions kept to one settle each.
+ */
+import { OutboxError } from '../core/errors.js';
+import type {
+  ClaimedEvent,
+  EventRecord,
+  EventStatus,
+  LeaseToken,
+  ListFilter,
+  MigrationResult,
+  OutboxStats,
+  PreparedEvent,
+  Settlement,
+  SettleResult,
+  Statement,
+  Store,
+} from '../core/ports.js';
+import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { assertIdentifier, summarizeStats } from './common.js';
+
+/** The part of better-sqlite3's Database the store uses. */
+export interface SqliteDatabaseLike {
+  prepare(sql: string): {
+    all(...params: unknown[]): unknown[];
+    get(...params: unknown[]): unknown;
+    run(...params: unknown[]): { changes: number };
+  };
+  exec(sql: string): unknown;
+  pragma(source: string, options?: { simple?: boolean }): unknown;
+  transaction<F extends (...args: never[]) => unknown>(fn: F): F & { immediate: F };
+  close(): unknown;
+  readonly open: boolean;
+}
+
+export interface SqliteStoreOptions {
+  /** A better-sqlite3 database the store uses as is (you close it). */
+  readonly database?: SqliteDatabaseLike;
+  /** A file path: the store opens (and closes) its own connection, loading better-sqlite3 lazily. */
+  readonly path?: string;
+  /** Table name (default 'outbox'). */
+  readonly table?: string;
+  /** Keep published events (status 'published', with published_at) for `purge` to remove later. */
+  readonly retainPublished?: boolean;
+  /** How long a write waits for a lock held by another connection (default 5000 ms). */
+  readonly busyTimeoutMs?: number;
+}
+
+const COLUMNS = `seq, id, key, key_hash, type, aggregate_type, aggregate_id, destination, payload, headers,
+  status, attempts, last_error, history, created_at, available_at, published_at`;
+
+interface Row {
+  seq: number;
+  id: string;
+  key: string;
+  key_hash: number;
+  type: string;
+  aggregate_type: string | null;
+  aggregate_id: string | null;
+  destination: string;
+  payload: string;
+  headers: string;
+  status: EventStatus;
+  attempts: number;
+  last_error: string | null;
+  history: string;
+  created_at: number;
+  available_at: number;
+  published_at: number | null;
+}
+
+function toClaimed(r: Row): ClaimedEvent {
+  return {
+    id: r.id,
+    seq: r.seq,
+    key: r.key,
+    keyHash: r.key_hash,
+    type: r.type,
+    aggregateType: r.aggregate_type,
+    aggregateId: r.aggregate_id,
+    destination: r.destination,
+    payload: r.payload,
+    headers: JSON.parse(r.headers),
+    createdAt: new Date(r.created_at),
+    attempts: r.attempts,
+    history: JSON.parse(r.history),
+  };
+}
+
+function toRecord(r: Row): EventRecord {
+  return {
+    ...toClaimed(r),
+    status: r.status,
+    availableAt: new Date(r.available_at),
+    lastError: r.last_error,
+    publishedAt: r.published_at === null ? null : new Date(r.published_at),
+  };
+}
+
+/**
+ * A store on a SQLite file.
+ * @example
+ * const store = sqliteStore({ path: './app.db' });
+ * await store.migrate();
+ */
+export function sqliteStore(options: SqliteStoreOptions): Store {
+  const table = assertIdentifier(options.table ?? 'outbox', 'table');
+  if (!options.database === !options.path) {
+    throw new OutboxError('INVALID_CONFIG', 'sqliteStore needs exactly one of `database` or `path`');
+  }
+  const t = `"${table}"`;
+  const leases = `"${table}_leases"`;
+  const migrations = `"${table}_migrations"`;
+  let db: SqliteDatabaseLike | undefined = options.database;
+
+  async function open(): Promise<SqliteDatabaseLike> {
+    if (db) return db;
+    let Database: new (path: string, opts?: object) => SqliteDatabaseLike;
+    try {
+      Database = (await import('better-sqlite3')).default as unknown as typeof Database;
+    } catch (cause) {
+      throw new OutboxError('DRIVER_MISSING', 'sqliteStore needs the "better-sqlite3" package: npm install better-sqlite3', {
+        cause,
+      });
+    }
+    if (db) return db; // another call opened it while we were importing
+    const opened = new Database(options.path!, { timeout: options.busyTimeoutMs ?? 5000 });
+    opened.pragma('journal_mode = WAL');
+    opened.pragma('synchronous = NORMAL');
+    db = opened;
+    return db;
+  }
+
+  const insertSql = `INSERT INTO ${t} (id, key, key_hash, type, aggregate_type, aggregate_id, destination, payload,
+      headers, created_at, available_at)
+    SELECT e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3, e.value ->> 4, e.value ->> 5, e.value ->> 6,
+      e.value ->> 7, e.value ->> 8, ?, coalesce(e.value ->> 9, ?)
+    FROM json_each(?) AS e`;
+
+  const claimSql = `SELECT ${COLUMNS} FROM ${t} AS o
+    WHERE o.status = 'pending' AND o.available_at <= @now
+      AND NOT EXISTS (SELECT 1 FROM ${t} AS b
+        WHERE b.key = o.key AND b.status = 'pending' AND b.seq < o.seq AND b.available_at > @now)
+    ORDER BY o.seq LIMIT @limit`;
+
+  const ownsLease = `EXISTS (SELECT 1 FROM ${leases} WHERE partition = 0 AND owner = ? AND epoch = ?)`;
+
+  function schemaVersion(conn: SqliteDatabaseLike): number {
+    conn.exec(`CREATE TABLE IF NOT EXISTS ${migrations} (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+      applied_at INTEGER NOT NULL)`);
+    const row = conn.prepare(`SELECT max(version) AS v FROM ${migrations}`).get() as { v: number | null };
+    return row.v ?? 0;
+  }
+
+  const latest = SQLITE_MIGRATIONS[SQLITE_MIGRATIONS.length - 1]!.version;
+
+  return {
+    dialect: 'sqlite',
+    capabilities: { listenNotify: false },
+
+    insert(events: readonly PreparedEvent[]): Statement {
+      const rows = events.map((e) => [
+        e.id,
+        e.key,
+        e.keyHash,
+        e.type,
+        e.aggregateType,
+        e.aggregateId,
+        e.destination,
+        e.payload,
+        e.headers,
+        e.availableAt === null ? null : e.availableAt.getTime(),
+      ]);
+      const now = Date.now();
+      // Plain `?` placeholders: every SQLite driver binds them positionally.
+      return { sql: insertSql, params: [now, now, JSON.stringify(rows)] };
+    },
+
+    async migrate(): Promise<MigrationResult> {
+      const conn = await open();
+      conn.pragma('journal_mode = WAL');
+      // BEGIN IMMEDIATE takes the write lock first, so concurrent migrators run one after another.
+      const run = conn.transaction(() => {
+        const from = schemaVersion(conn);
+        const applied: string[] = [];
+        for (const m of SQLITE_MIGRATIONS) {
+          if (m.version <= from) continue;
+          conn.exec(m.sql(table));
+          conn.prepare(`INSERT INTO ${migrations} (version, name, applied_at) VALUES (?, ?, ?)`).run(m.version, m.name, Date.now());
+          applied.push(`${m.version} ${m.name}`);
+        }
+        return { from, to: Math.max(from, latest), applied };
+      });
+      return run.immediate();
+    },
+
+    async checkSchema(): Promise<void> {
+      const conn = await open();
+      const row = conn.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?`).get(`${table}_migrations`);
+      const version = row ? (conn.prepare(`SELECT max(version) AS v FROM ${migrations}`).get() as { v: number | null }).v ?? 0 : 0;
+      if (version < latest) {
+        throw new OutboxError('SCHEMA_OUTDATED', `outbox schema is at version ${version}, this code needs ${latest}: run \`outbox migrate\``, {
+          details: { version, latest },
+        });
+      }
+      if (version > latest) {
+        throw new OutboxError('SCHEMA_TOO_NEW', `outbox schema is at version ${version}, newer than this code knows (${latest}): upgrade outbox`, {
+          details: { version, latest },
+        });
+      }
+    },
+
+    async claim(limit: number): Promise<ClaimedEvent[]> {
+      const conn = await open();
+      return (conn.prepare(claimSql).all({ now: Date.now(), limit }) as Row[]).map(toClaimed);
+    },
+
+    async settle(s: Settlement, lease: LeaseToken): Promise<SettleResult> {
+      const conn = await open();
+      const now = Date.now();
+      const run = conn.transaction((): SettleResult => {
+        const owned = conn.prepare(`SELECT ${ownsLease} AS owned`).get(lease.owner, lease.epoch) as { owned: number };
+        if (!owned.owned) return { applied: false };
+        if (s.published.length > 0) {
+          const ids = JSON.stringify(s.published);
+          if (options.retainPublished) {
+            conn
+              .prepare(`UPDATE ${t} SET status = 'published', published_at = ? WHERE status = 'pending' AND id IN (SELECT value FROM json_each(?))`)
+              .run(now, ids);
+          } else {
+            conn.prepare(`DELETE FROM ${t} WHERE status = 'pending' AND id IN (SELECT value FROM json_each(?))`).run(ids);
+          }
+        }
+        const failed = [
+          ...s.retry.map((f) => [f.id, 'pending', f.attempts, f.error, JSON.stringify(f.history), now + f.delayMs]),
+          ...s.dead.map((f) => [f.id, 'dead', f.attempts, f.error, JSON.stringify(f.history), null]),
+        ];
+        if (failed.length > 0) {
+          conn
+            .prepare(`UPDATE ${t} AS o SET status = f.value ->> 1, attempts = f.value ->> 2, last_error = f.value ->> 3,
+                history = f.value ->> 4, available_at = coalesce(f.value ->> 5, o.available_at)
+              FROM json_each(?) AS f WHERE o.id = f.value ->> 0 AND o.status = 'pending'`)
+            .run(JSON.stringify(failed));
+        }
+        return { applied: true };
+      });
+      return run.immediate();
+    },
+
+    async acquireLease(owner: string, ttlMs: number): Promise<LeaseToken | null> {
+      const conn = await open();
+      const now = Date.now();
+      const row = conn
+        .prepare(`INSERT INTO ${leases} (partition, owner, epoch, expires_at) VALUES (0, @owner, 1, @expires)
+          ON CONFLICT (partition) DO UPDATE SET
+            epoch = CASE WHEN owner = @owner THEN epoch ELSE epoch + 1 END, owner = @owner, expires_at = @expires
+          WHERE owner = @owner OR expires_at < @now
+          RETURNING epoch`)
+        .get({ owner, expires: now + ttlMs, now }) as { epoch: number } | undefined;
+      return row ? { owner, epoch: row.epoch } : null;
+    },
+
+    async renewLease(lease: LeaseToken, ttlMs: number): Promise<boolean> {
+      const conn = await open();
+      const result = conn
+        .prepare(`UPDATE ${leases} SET expires_at = ? WHERE partition = 0 AND owner = ? AND epoch = ?`)
+        .run(Date.now() + ttlMs, lease.owner, lease.epoch);
+      return result.changes === 1;
+    },
+
+    async releaseLease(lease: LeaseToken): Promise<void> {
+      const conn = await open();
+      conn
+        .prepare(`UPDATE ${leases} SET expires_at = 0 WHERE partition = 0 AND owner = ? AND epoch = ?`)
+        .run(lease.owner, lease.epoch);
+    },
+
+    async stats(): Promise<OutboxStats> {
+      const conn = await open();
+      const rows = conn
+        .prepare(`SELECT destination,
+            sum(status = 'pending') AS pending,
+            sum(status = 'pending' AND attempts > 0) AS retrying,
+            sum(status = 'dead') AS dead,
+            sum(status = 'published') AS published,
+            @now - min(CASE WHEN status = 'pending' THEN created_at END) AS oldest_pending_age_ms
+          FROM ${t} GROUP BY destination ORDER BY destination`)
+        .all({ now: Date.now() }) as Array<Record<string, number | string | null>>;
+      return summarizeStats(rows);
+    },
+
+    async get(id: string): Promise<EventRecord | undefined> {
+      const conn = await open();
+      const row = conn.prepare(`SELECT ${COLUMNS} FROM ${t} WHERE id = ?`).get(id) as Row | undefined;
+      return row && toRecord(row);
+    },
+
+    async list(filter: ListFilter = {}): Promise<EventRecord[]> {
+      const conn = await open();
+      const rows = conn
+        .prepare(`SELECT ${COLUMNS} FROM ${t} WHERE (@status IS NULL OR status = @status) ORDER BY seq LIMIT @limit`)
+        .all({ status: filter.status ?? null, limit: filter.limit ?? 100 }) as Row[];
+      return rows.map(toRecord);
+    },
+
+    async purge(olderThanMs: number): Promise<number> {
+      const conn = await open();
+      const cutoff = Date.now() - olderThanMs;
+      let total = 0;
+      // Bounded chunks: each delete is a short write transaction, so the relay never waits long.
+      for (;;) {
+        const { changes } = conn
+          .prepare(`DELETE FROM ${t} WHERE seq IN (SELECT seq FROM ${t}
+            WHERE status = 'published' AND published_at < ? LIMIT 5000)`)
+          .run(cutoff);
+        total += changes;
+        if (changes < 5000) return total;
+      }
+    },
+
+    async close(): Promise<void> {
+      if (options.path && db?.open) db.close();
+      db = options.database;
+    },
+  };
+}

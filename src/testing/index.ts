@@ -1,0 +1,22 @@
+/**
+ * Test helpers for code that uses outbox: an in-memory publisher, a failing publisher wrapper,
+ * and runOnce() to relay everything due without starting a background loop.
+ */
+import type { Outbox } from '../outbox.js';
+import type { RelayOptions } from '../relay/relay.js';
+
+export { faultyPublisher, type FaultyPublisherOptions, seededRandom } from './faulty-publisher.js';
+export { type MemoryPublisher, memoryPublisher } from './memory-publisher.js';
+
+/**
+ * Relays every event that is due (repeating batches until none is), then releases the lease.
+ * Returns how many events were published, scheduled for retry and dead-lettered.
+ * @example
+ * await runOnce(outbox); // in a test, after the code under test added events
+ */
+export function runOnce(
+  outbox: Outbox,
+  options: RelayOptions = {},
+): Promise<{ published: number; retried: number; dead: number }> {
+  return outbox.relay(options).drain();
+}
