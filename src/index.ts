@@ -25,6 +25,13 @@ export type {
   SyncExecutor,
 } from './core/ports.js';
 export type { RouteConfig } from './core/routes.js';
-export { createOutbox, DEFAULT_DATABASE_URL, type Outbox, type OutboxConfig, publisherFromUrl, storeFromUrl } from './outbox.js';
+export {
+  createOutbox,
+  DEFAULT_DATABASE_URL,
+  type Outbox,
+  type OutboxConfig,
+  publisherFromUrl,
+  storeFromUrl,
+} from './outbox.js';
 export { consoleLogger, type Logger, type LogLevel, silentLogger } from './relay/logger.js';
-export { type BatchReport, Relay, RELAY_DEFAULTS, type RelayOptions } from './relay/relay.js';
+export { type BatchReport, RELAY_DEFAULTS, Relay, type RelayOptions } from './relay/relay.js';

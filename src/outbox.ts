@@ -4,18 +4,26 @@
  * `status()` and `close()` do what they say.
  */
 import {
-  databaseSchema,
   type DatabaseConfig,
+  databaseSchema,
+  type PublisherConfig,
   parseConfig,
   publisherConfigSchema,
-  type PublisherConfig,
   relaySchema,
   routeSchema,
 } from './core/config.js';
 import { type DestinationGrammar, grammarFor, kindOfUrl } from './core/destination.js';
 import { OutboxError } from './core/errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, type OutboxEvent, prepareEvents } from './core/event.js';
-import type { AsyncExecutor, Executor, MigrationResult, OutboxStats, Publisher, Store, SyncExecutor } from './core/ports.js';
+import type {
+  AsyncExecutor,
+  Executor,
+  MigrationResult,
+  OutboxStats,
+  Publisher,
+  Store,
+  SyncExecutor,
+} from './core/ports.js';
 import { type RouteConfig, Router } from './core/routes.js';
 import { httpPublisher } from './publishers/http.js';
 import { natsPublisher } from './publishers/nats.js';
@@ -76,14 +84,20 @@ export function storeFromUrl(config: string | DatabaseConfig): Store {
   if (/^sqlite:/i.test(url)) {
     const path = url.replace(/^sqlite:(\/\/)?/i, '');
     if (!path || path === ':memory:') {
-      throw new OutboxError('UNSUPPORTED_URL', `database URL "${url}" names no file (the relay needs a file it can share)`);
+      throw new OutboxError(
+        'UNSUPPORTED_URL',
+        `database URL "${url}" names no file (the relay needs a file it can share)`,
+      );
     }
     if ('schema' in rest || 'notify' in rest) {
       throw new OutboxError('INVALID_CONFIG', 'database.schema and database.notify apply to PostgreSQL only');
     }
     return sqliteStore({ path, table: rest.table, retainPublished: rest.retainPublished });
   }
-  throw new OutboxError('UNSUPPORTED_URL', `database URL "${url}" is not supported (use sqlite:./file.db or postgres://…)`);
+  throw new OutboxError(
+    'UNSUPPORTED_URL',
+    `database URL "${url}" is not supported (use sqlite:./file.db or postgres://…)`,
+  );
 }
 
 /** A publisher from a URL: `nats://…` (JetStream) or `http(s)://…` (webhook). */
@@ -92,7 +106,10 @@ export function publisherFromUrl(config: string | PublisherConfig): Publisher {
   const kind = kindOfUrl(options.url);
   if (kind === 'nats') return natsPublisher(options);
   if (kind === 'http') return httpPublisher(options as PublisherConfig & { url: string });
-  throw new OutboxError('UNSUPPORTED_URL', `broker URL "${options.url}" is not supported (use nats://… or http(s)://…)`);
+  throw new OutboxError(
+    'UNSUPPORTED_URL',
+    `broker URL "${options.url}" is not supported (use nats://… or http(s)://…)`,
+  );
 }
 
 /**
@@ -105,8 +122,17 @@ export function publisherFromUrl(config: string | PublisherConfig): Publisher {
  * await client.query('COMMIT');
  */
 export function createOutbox(config: OutboxConfig = {}): Outbox {
-  if (typeof config !== 'object' || config === null) throw new OutboxError('INVALID_CONFIG', 'config must be an object');
-  const known = new Set(['database', 'routes', 'publishers', 'maxPayloadBytes', 'strictPayload', 'relay', '$schema']);
+  if (typeof config !== 'object' || config === null)
+    throw new OutboxError('INVALID_CONFIG', 'config must be an object');
+  const known = new Set([
+    'database',
+    'routes',
+    'publishers',
+    'maxPayloadBytes',
+    'strictPayload',
+    'relay',
+    '$schema',
+  ]);
   for (const key of Object.keys(config)) {
     if (!known.has(key)) throw new OutboxError('INVALID_CONFIG', `config.${key} is not a known option`);
   }
@@ -114,7 +140,9 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
   const ownsStore = !isStore(database);
   const store = isStore(database)
     ? database
-    : storeFromUrl(typeof database === 'string' ? database : parseConfig(databaseSchema, database, 'config.database'));
+    : storeFromUrl(
+        typeof database === 'string' ? database : parseConfig(databaseSchema, database, 'config.database'),
+      );
 
   const publishers = new Map<string, Publisher>();
   const owned: Publisher[] = [];
@@ -122,7 +150,10 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
     if (isPublisher(entry)) {
       publishers.set(name, entry);
     } else {
-      const parsed = typeof entry === 'string' ? entry : parseConfig(publisherConfigSchema, entry, `config.publishers.${name}`);
+      const parsed =
+        typeof entry === 'string'
+          ? entry
+          : parseConfig(publisherConfigSchema, entry, `config.publishers.${name}`);
       const publisher = publisherFromUrl(parsed);
       publishers.set(name, publisher);
       owned.push(publisher);
@@ -132,7 +163,7 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
   for (const [name, p] of publishers) {
     grammars.set(name, p.validateDestination ? (d) => p.validateDestination!(d) : grammarFor(p.kind));
   }
-  (config.routes ?? []).forEach((r, i) => parseConfig(routeSchema, r, `config.routes[${i}]`));
+  for (const [i, r] of (config.routes ?? []).entries()) parseConfig(routeSchema, r, `config.routes[${i}]`);
   const router = new Router(config.routes, grammars);
   const prepareOptions = {
     router,
@@ -148,21 +179,33 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
 
   function checkExecutor(executor: Executor): void {
     if (typeof executor !== 'object' || executor === null || typeof executor.query !== 'function') {
-      throw new OutboxError('INVALID_CONFIG', 'add() needs an executor such as fromPg(client) or fromBetterSqlite3(db)');
+      throw new OutboxError(
+        'INVALID_CONFIG',
+        'add() needs an executor such as fromPg(client) or fromBetterSqlite3(db)',
+      );
     }
     if (executor.dialect !== store.dialect) {
-      throw new OutboxError('DIALECT_MISMATCH', `a ${executor.dialect} executor cannot write to the ${store.dialect} store`);
+      throw new OutboxError(
+        'DIALECT_MISMATCH',
+        `a ${executor.dialect} executor cannot write to the ${store.dialect} store`,
+      );
     }
     const state = executor.transactionState?.() ?? 'unknown';
     if (state === 'none') {
-      throw new OutboxError('NOT_IN_TRANSACTION', 'add() must run inside your transaction (the handle is not in one), or the event could be written without your business rows');
+      throw new OutboxError(
+        'NOT_IN_TRANSACTION',
+        'add() must run inside your transaction (the handle is not in one), or the event could be written without your business rows',
+      );
     }
     if (state === 'aborted') {
       throw new OutboxError('TRANSACTION_ABORTED', 'the transaction has already failed; roll it back');
     }
   }
 
-  function add(executor: Executor, input: OutboxEvent | readonly OutboxEvent[]): string | string[] | Promise<string | string[]> {
+  function add(
+    executor: Executor,
+    input: OutboxEvent | readonly OutboxEvent[],
+  ): string | string[] | Promise<string | string[]> {
     const run = () => {
       checkExecutor(executor);
       const events = prepareEvents(input, prepareOptions);
@@ -173,10 +216,13 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
     if (executor?.sync === true) {
       const { statement, result } = run();
       if (statement) {
-        executor.query(statement.sql, statement.params);
+        (executor as SyncExecutor).query(statement.sql, statement.params);
         // A synchronous transaction has committed (or rolled back) before any callback runs:
         // wake local relays then, instead of waiting for their next poll.
-        if (relays.size > 0) setImmediate(() => relays.forEach((r) => r.wake()));
+        if (relays.size > 0)
+          setImmediate(() => {
+            for (const r of relays) r.wake();
+          });
       }
       return result;
     }
@@ -191,7 +237,10 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
     store,
     add: add as Outbox['add'],
     relay(options: RelayOptions = {}): Relay {
-      const relay = new Relay({ store, publishers, router }, { ...config.relay, ...options, logger: options.logger ?? logger });
+      const relay = new Relay(
+        { store, publishers, router },
+        { ...config.relay, ...options, logger: options.logger ?? logger },
+      );
       relays.add(relay);
       return relay;
     },

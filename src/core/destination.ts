@@ -13,7 +13,6 @@ const MAX_DESTINATION_LENGTH = 1024;
 export const genericGrammar: DestinationGrammar = (d) => {
   if (d.length === 0) return 'is empty';
   if (d.length > MAX_DESTINATION_LENGTH) return `is longer than ${MAX_DESTINATION_LENGTH} characters`;
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we reject
   if (/[\s\u0000-\u001f\u007f]/.test(d)) return 'contains whitespace or control characters';
   return undefined;
 };

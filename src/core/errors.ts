@@ -99,7 +99,8 @@ export function describeError(error: unknown, maxLength = 500): string {
   let text: string;
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
-    text = typeof code === 'string' && !error.message.includes(code) ? `${code}: ${error.message}` : error.message;
+    text =
+      typeof code === 'string' && !error.message.includes(code) ? `${code}: ${error.message}` : error.message;
     if (!text) text = error.name;
   } else {
     text = String(error);

@@ -63,11 +63,17 @@ function invalid(code: ConstructorParameters<typeof OutboxError>[0], path: strin
   throw new OutboxError(code, `${path}${message}`, { details: { path } });
 }
 
-function optionalString(value: unknown, path: string, field: string, maxLength = MAX_KEY_LENGTH): string | null {
+function optionalString(
+  value: unknown,
+  path: string,
+  field: string,
+  maxLength = MAX_KEY_LENGTH,
+): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string' || value === '')
     invalid('INVALID_EVENT', path, `.${field} must be a non-empty string`);
-  if (value.length > maxLength) invalid('INVALID_EVENT', path, `.${field} is longer than ${maxLength} characters`);
+  if (value.length > maxLength)
+    invalid('INVALID_EVENT', path, `.${field} is longer than ${maxLength} characters`);
   checkString(value, `${path}.${field}`);
   return value;
 }
@@ -79,11 +85,19 @@ function prepareHeaders(headers: unknown, path: string): Record<string, string> 
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     const p = `${path}.headers["${name}"]`;
-    if (!HEADER_NAME.test(name)) invalid('INVALID_HEADER', p, ' is not a valid header name (token characters only)');
+    if (!HEADER_NAME.test(name))
+      invalid('INVALID_HEADER', p, ' is not a valid header name (token characters only)');
     if (isReservedHeader(name)) invalid('INVALID_HEADER', p, ' is reserved for the message envelope');
     if (typeof value !== 'string') invalid('INVALID_HEADER', p, ' must be a string');
-    if (/[\r\n]/.test(value)) invalid('INVALID_HEADER', p, ' contains CR or LF');
     checkString(value, p);
+    if (/[\r\n]/.test(value)) invalid('INVALID_HEADER', p, ' contains CR or LF');
+    // Brokers carry header values as HTTP/1-style fields: tab, printable ASCII and Latin-1 only.
+    if (/[^\t\u0020-\u007e\u00a0-\u00ff]/.test(value))
+      invalid(
+        'INVALID_HEADER',
+        p,
+        ' has characters a message header cannot carry (use the payload for text beyond Latin-1)',
+      );
     out[name] = value;
   }
   return out;
@@ -96,8 +110,10 @@ function prepareOne(input: unknown, path: string, options: PrepareOptions): Prep
   for (const field of Object.keys(e)) {
     if (!KNOWN_FIELDS.has(field)) invalid('INVALID_EVENT', path, ` has an unknown field "${field}"`);
   }
-  if (typeof e.type !== 'string' || e.type.trim() === '') invalid('MISSING_TYPE', path, '.type is missing or empty');
-  if (e.type.length > MAX_TYPE_LENGTH) invalid('MISSING_TYPE', path, `.type is longer than ${MAX_TYPE_LENGTH} characters`);
+  if (typeof e.type !== 'string' || e.type.trim() === '')
+    invalid('MISSING_TYPE', path, '.type is missing or empty');
+  if (e.type.length > MAX_TYPE_LENGTH)
+    invalid('INVALID_EVENT', path, `.type is longer than ${MAX_TYPE_LENGTH} characters`);
   checkString(e.type, `${path}.type`);
   const type = e.type;
 
@@ -109,13 +125,19 @@ function prepareOne(input: unknown, path: string, options: PrepareOptions): Prep
 
   let key: string;
   if (e.key !== undefined) {
-    if (typeof e.key !== 'string' || e.key === '') invalid('INVALID_KEY', path, '.key must be a non-empty string');
-    if (e.key.length > MAX_KEY_LENGTH) invalid('INVALID_KEY', path, `.key is longer than ${MAX_KEY_LENGTH} characters`);
+    if (typeof e.key !== 'string' || e.key === '')
+      invalid('INVALID_KEY', path, '.key must be a non-empty string');
+    if (e.key.length > MAX_KEY_LENGTH)
+      invalid('INVALID_KEY', path, `.key is longer than ${MAX_KEY_LENGTH} characters`);
     checkString(e.key, `${path}.key`);
     key = e.key;
   } else {
     if (aggregateType === null || aggregateId === null) {
-      invalid('MISSING_AGGREGATE', path, ' needs aggregateType and aggregateId, or an explicit key and destination');
+      invalid(
+        'MISSING_AGGREGATE',
+        path,
+        ' needs aggregateType and aggregateId, or an explicit key and destination',
+      );
     }
     key = `${aggregateType}:${aggregateId}`;
   }
@@ -137,7 +159,8 @@ function prepareOne(input: unknown, path: string, options: PrepareOptions): Prep
 
   let destination: string | undefined;
   if (e.destination !== undefined) {
-    if (typeof e.destination !== 'string') invalid('INVALID_DESTINATION', path, '.destination must be a string');
+    if (typeof e.destination !== 'string')
+      invalid('INVALID_DESTINATION', path, '.destination must be a string');
     checkString(e.destination, `${path}.destination`);
     destination = e.destination;
   }
@@ -153,7 +176,18 @@ function prepareOne(input: unknown, path: string, options: PrepareOptions): Prep
       { details: { path, bytes: size, limit: options.maxPayloadBytes } },
     );
   }
-  return { id, key, keyHash: keyHash(key), type, aggregateType, aggregateId, destination, payload, headers, availableAt };
+  return {
+    id,
+    key,
+    keyHash: keyHash(key),
+    type,
+    aggregateType,
+    aggregateId,
+    destination,
+    payload,
+    headers,
+    availableAt,
+  };
 }
 
 /** Validates and serialises events; throws the first problem found, before anything is written. */

@@ -18,19 +18,31 @@ export interface SerializeOptions {
 /** Throws INVALID_CHARACTERS when `value` has a NUL character or a lone UTF-16 surrogate. */
 export function checkString(value: string, path: string): void {
   if (value.includes('\u0000')) {
-    throw new OutboxError('INVALID_CHARACTERS', `${path} contains a NUL character (\\u0000), which PostgreSQL cannot store`, {
-      details: { path },
-    });
+    throw new OutboxError(
+      'INVALID_CHARACTERS',
+      `${path} contains a NUL character (\\u0000), which PostgreSQL cannot store`,
+      {
+        details: { path },
+      },
+    );
   }
   // String.prototype.isWellFormed is in Node 20 (ES2024), beyond the ES2023 lib we type against.
   if (!(value as string & { isWellFormed(): boolean }).isWellFormed()) {
-    throw new OutboxError('INVALID_CHARACTERS', `${path} contains a lone UTF-16 surrogate (not valid Unicode)`, {
-      details: { path },
-    });
+    throw new OutboxError(
+      'INVALID_CHARACTERS',
+      `${path} contains a lone UTF-16 surrogate (not valid Unicode)`,
+      {
+        details: { path },
+      },
+    );
   }
 }
 
-function fail(code: 'PAYLOAD_NOT_SERIALIZABLE' | 'PAYLOAD_NOT_FINITE' | 'PAYLOAD_NOT_PLAIN', path: string, what: string): never {
+function fail(
+  code: 'PAYLOAD_NOT_SERIALIZABLE' | 'PAYLOAD_NOT_FINITE' | 'PAYLOAD_NOT_PLAIN',
+  path: string,
+  what: string,
+): never {
   throw new OutboxError(code, `${path} ${what}`, { details: { path } });
 }
 
@@ -45,7 +57,8 @@ function walk(value: unknown, path: string, strict: boolean, ancestors: object[]
       checkString(value, path);
       return;
     case 'number':
-      if (!Number.isFinite(value)) fail('PAYLOAD_NOT_FINITE', path, `is ${value}, which JSON cannot represent`);
+      if (!Number.isFinite(value))
+        fail('PAYLOAD_NOT_FINITE', path, `is ${value}, which JSON cannot represent`);
       return;
     case 'boolean':
       return;
@@ -63,7 +76,8 @@ function walk(value: unknown, path: string, strict: boolean, ancestors: object[]
   if (value === null) return;
   const obj = value as object;
   if (ancestors.includes(obj)) fail('PAYLOAD_NOT_SERIALIZABLE', path, 'is a circular reference');
-  if (ancestors.length >= MAX_DEPTH) fail('PAYLOAD_NOT_SERIALIZABLE', path, `is nested deeper than ${MAX_DEPTH} levels`);
+  if (ancestors.length >= MAX_DEPTH)
+    fail('PAYLOAD_NOT_SERIALIZABLE', path, `is nested deeper than ${MAX_DEPTH} levels`);
   if (obj instanceof Date) {
     if (Number.isNaN(obj.getTime())) fail('PAYLOAD_NOT_FINITE', path, 'is an invalid Date');
     return;
@@ -74,7 +88,11 @@ function walk(value: unknown, path: string, strict: boolean, ancestors: object[]
   } else {
     if (strict && !isPlainObject(obj)) {
       const name = obj.constructor?.name ?? 'object';
-      fail('PAYLOAD_NOT_PLAIN', path, `is a ${name} instance; only plain objects, arrays and Dates are accepted (strictPayload)`);
+      fail(
+        'PAYLOAD_NOT_PLAIN',
+        path,
+        `is a ${name} instance; only plain objects, arrays and Dates are accepted (strictPayload)`,
+      );
     }
     for (const k of Object.keys(obj)) {
       const child = (obj as Record<string, unknown>)[k];

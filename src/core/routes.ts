@@ -65,14 +65,19 @@ function badRoute(index: number, message: string): never {
 
 function compile(route: RouteConfig, index: number, defaultPublisher: string | undefined): CompiledRoute {
   const template = route.destination ?? DEFAULT_DESTINATION_TEMPLATE;
-  if (typeof template !== 'string' || template === '') badRoute(index, 'destination must be a non-empty template');
+  if (typeof template !== 'string' || template === '')
+    badRoute(index, 'destination must be a non-empty template');
   const placeholders = [...template.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]!);
   for (const p of placeholders) {
-    if (!PLACEHOLDERS.has(p)) badRoute(index, `unknown placeholder {${p}} (known: ${[...PLACEHOLDERS].join(', ')})`);
+    if (!PLACEHOLDERS.has(p))
+      badRoute(index, `unknown placeholder {${p}} (known: ${[...PLACEHOLDERS].join(', ')})`);
   }
   const publisher = route.publisher ?? defaultPublisher;
   if (!publisher) badRoute(index, 'names no publisher, and there is not exactly one publisher to default to');
-  const shape = template.split(/\{[^}]*\}/).map(escapeRegExp).join('.+');
+  const shape = template
+    .split(/\{[^}]*\}/)
+    .map(escapeRegExp)
+    .join('.+');
   return {
     index,
     publisher,
@@ -97,7 +102,8 @@ export class Router {
    */
   constructor(routes: readonly RouteConfig[] | undefined, grammars: ReadonlyMap<string, DestinationGrammar>) {
     const names = [...grammars.keys()];
-    const defaultPublisher = names.length === 1 ? names[0] : names.length === 0 ? DEFAULT_PUBLISHER_NAME : undefined;
+    const defaultPublisher =
+      names.length === 1 ? names[0] : names.length === 0 ? DEFAULT_PUBLISHER_NAME : undefined;
     const list = routes && routes.length > 0 ? routes : [{ allow: ['*'] }];
     this.#routes = list.map((r, i) => compile(r, i, defaultPublisher));
     if (names.length > 0) {
@@ -111,7 +117,9 @@ export class Router {
 
   #find(type: string, aggregateType: string | null): CompiledRoute | undefined {
     return this.#routes.find(
-      (r) => (!r.matchType || r.matchType.test(type)) && (!r.matchAggregate || r.matchAggregate.test(aggregateType ?? '')),
+      (r) =>
+        (!r.matchType || r.matchType.test(type)) &&
+        (!r.matchAggregate || r.matchAggregate.test(aggregateType ?? '')),
     );
   }
 
@@ -124,7 +132,9 @@ export class Router {
   destinationFor(event: RoutableEvent, path: string): string {
     const route = this.#find(event.type, event.aggregateType);
     if (!route) {
-      throw new OutboxError('NO_ROUTE', `${path}: no route takes type "${event.type}"`, { details: { path } });
+      throw new OutboxError('NO_ROUTE', `${path}: no route takes type "${event.type}"`, {
+        details: { path },
+      });
     }
     let destination: string;
     if (event.destination !== undefined) {
@@ -138,7 +148,12 @@ export class Router {
       }
     } else {
       destination = route.template.replace(/\{([^}]*)\}/g, (_, name: string) => {
-        const value = name === 'type' ? event.type : name === 'key' ? event.key : event[name as 'aggregateType' | 'aggregateId'];
+        const value =
+          name === 'type'
+            ? event.type
+            : name === 'key'
+              ? event.key
+              : event[name as 'aggregateType' | 'aggregateId'];
         if (value === null) {
           throw new OutboxError(
             'MISSING_AGGREGATE',

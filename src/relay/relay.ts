@@ -129,7 +129,11 @@ export class Relay extends EventEmitter {
       pollIntervalMs: positiveInt('pollIntervalMs', options.pollIntervalMs, RELAY_DEFAULTS.pollIntervalMs),
       leaseTtlMs: positiveInt('leaseTtlMs', options.leaseTtlMs, RELAY_DEFAULTS.leaseTtlMs),
       historyLimit: positiveInt('historyLimit', options.historyLimit, RELAY_DEFAULTS.historyLimit),
-      shutdownTimeoutMs: positiveInt('shutdownTimeoutMs', options.shutdownTimeoutMs, RELAY_DEFAULTS.shutdownTimeoutMs),
+      shutdownTimeoutMs: positiveInt(
+        'shutdownTimeoutMs',
+        options.shutdownTimeoutMs,
+        RELAY_DEFAULTS.shutdownTimeoutMs,
+      ),
       backoff,
     };
     this.id = options.relayId ?? `${hostname()}:${process.pid}:${uuidv7().slice(-8)}`;
@@ -172,7 +176,9 @@ export class Relay extends EventEmitter {
       }
     }
     this.#running = undefined;
-    await this.#unlisten?.().catch((e) => this.#log.warn('closing LISTEN failed', { error: describeError(e) }));
+    await this.#unlisten?.().catch((e) =>
+      this.#log.warn('closing LISTEN failed', { error: describeError(e) }),
+    );
     this.#unlisten = undefined;
     await this.#releaseLease();
   }
@@ -294,7 +300,10 @@ export class Relay extends EventEmitter {
       await this.#deps.store.releaseLease(lease);
       this.emit('lease', 'released');
     } catch (error) {
-      this.#log.warn('releasing the lease failed; it expires by itself', { relay: this.id, error: describeError(error) });
+      this.#log.warn('releasing the lease failed; it expires by itself', {
+        relay: this.id,
+        error: describeError(error),
+      });
     }
   }
 
@@ -330,13 +339,17 @@ export class Relay extends EventEmitter {
     }
     let settled = false;
     if (published.length + retried.length + dead.length > 0) {
-      const result = await this.#deps.store.settle({ published: published.map((e) => e.id), retry: retried, dead }, lease);
+      const result = await this.#deps.store.settle(
+        { published: published.map((e) => e.id), retry: retried, dead },
+        lease,
+      );
       settled = result.applied;
       if (!settled && this.#lease === lease) this.#loseLease('settle fenced: another relay took the lease');
     }
     const report: BatchReport = { claimed: batch.length, published, retried, dead, settled };
     if (dead.length > 0 && settled) {
-      for (const d of dead) this.#log.warn('event dead-lettered', { relay: this.id, id: d.id, error: d.error });
+      for (const d of dead)
+        this.#log.warn('event dead-lettered', { relay: this.id, id: d.id, error: d.error });
     }
     this.emit('batch', report);
     return report;
@@ -350,12 +363,18 @@ export class Relay extends EventEmitter {
       const name = this.#deps.router.publisherFor(event.type, event.aggregateType);
       const publisher = name === undefined ? undefined : this.#deps.publishers.get(name);
       if (!publisher) {
-        const why = name === undefined ? `no route takes type "${event.type}"` : `publisher "${name}" is not configured`;
+        const why =
+          name === undefined
+            ? `no route takes type "${event.type}"`
+            : `publisher "${name}" is not configured`;
         results[i] = { ok: false, error: new OutboxError('PUBLISHER_NOT_FOUND', why) };
         return;
       }
       let group = groups.get(publisher);
-      if (!group) groups.set(publisher, (group = { indexes: [], messages: [] }));
+      if (!group) {
+        group = { indexes: [], messages: [] };
+        groups.set(publisher, group);
+      }
       group.indexes.push(i);
       group.messages.push({
         id: event.id,
@@ -375,7 +394,10 @@ export class Relay extends EventEmitter {
         let outcome: PublishResult[];
         try {
           outcome = await publisher.publish(messages);
-          if (outcome.length !== messages.length) throw new Error(`publisher "${publisher.kind}" returned ${outcome.length} results for ${messages.length} messages`);
+          if (outcome.length !== messages.length)
+            throw new Error(
+              `publisher "${publisher.kind}" returned ${outcome.length} results for ${messages.length} messages`,
+            );
         } catch (error) {
           outcome = messages.map(() => ({ ok: false, error }));
         }
@@ -398,6 +420,12 @@ export class Relay extends EventEmitter {
       return { id: event.id, attempts, error: text, history, delayMs: -1 };
     }
     const retryAfterMs = error instanceof PublishError ? (error.retryAfterMs ?? 0) : 0;
-    return { id: event.id, attempts, error: text, history, delayMs: backoffDelayMs(attempts, this.#o.backoff, retryAfterMs) };
+    return {
+      id: event.id,
+      attempts,
+      error: text,
+      history,
+      delayMs: backoffDelayMs(attempts, this.#o.backoff, retryAfterMs),
+    };
   }
 }

@@ -18,8 +18,8 @@ import type {
   Statement,
   Store,
 } from '../core/ports.js';
-import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 import { assertIdentifier, summarizeStats } from './common.js';
+import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
 /** The part of better-sqlite3's Database the store uses. */
 export interface SqliteDatabaseLike {
@@ -121,9 +121,13 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     try {
       Database = (await import('better-sqlite3')).default as unknown as typeof Database;
     } catch (cause) {
-      throw new OutboxError('DRIVER_MISSING', 'sqliteStore needs the "better-sqlite3" package: npm install better-sqlite3', {
-        cause,
-      });
+      throw new OutboxError(
+        'DRIVER_MISSING',
+        'sqliteStore needs the "better-sqlite3" package: npm install better-sqlite3',
+        {
+          cause,
+        },
+      );
     }
     if (db) return db; // another call opened it while we were importing
     const opened = new Database(options.path!, { timeout: options.busyTimeoutMs ?? 5000 });
@@ -188,7 +192,9 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
         for (const m of SQLITE_MIGRATIONS) {
           if (m.version <= from) continue;
           conn.exec(m.sql(table));
-          conn.prepare(`INSERT INTO ${migrations} (version, name, applied_at) VALUES (?, ?, ?)`).run(m.version, m.name, Date.now());
+          conn
+            .prepare(`INSERT INTO ${migrations} (version, name, applied_at) VALUES (?, ?, ?)`)
+            .run(m.version, m.name, Date.now());
           applied.push(`${m.version} ${m.name}`);
         }
         return { from, to: Math.max(from, latest), applied };
@@ -198,17 +204,29 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
 
     async checkSchema(): Promise<void> {
       const conn = await open();
-      const row = conn.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?`).get(`${table}_migrations`);
-      const version = row ? (conn.prepare(`SELECT max(version) AS v FROM ${migrations}`).get() as { v: number | null }).v ?? 0 : 0;
+      const row = conn
+        .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?`)
+        .get(`${table}_migrations`);
+      const version = row
+        ? ((conn.prepare(`SELECT max(version) AS v FROM ${migrations}`).get() as { v: number | null }).v ?? 0)
+        : 0;
       if (version < latest) {
-        throw new OutboxError('SCHEMA_OUTDATED', `outbox schema is at version ${version}, this code needs ${latest}: run \`outbox migrate\``, {
-          details: { version, latest },
-        });
+        throw new OutboxError(
+          'SCHEMA_OUTDATED',
+          `outbox schema is at version ${version}, this code needs ${latest}: run \`outbox migrate\``,
+          {
+            details: { version, latest },
+          },
+        );
       }
       if (version > latest) {
-        throw new OutboxError('SCHEMA_TOO_NEW', `outbox schema is at version ${version}, newer than this code knows (${latest}): upgrade outbox`, {
-          details: { version, latest },
-        });
+        throw new OutboxError(
+          'SCHEMA_TOO_NEW',
+          `outbox schema is at version ${version}, newer than this code knows (${latest}): upgrade outbox`,
+          {
+            details: { version, latest },
+          },
+        );
       }
     },
 
@@ -221,20 +239,33 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       const conn = await open();
       const now = Date.now();
       const run = conn.transaction((): SettleResult => {
-        const owned = conn.prepare(`SELECT ${ownsLease} AS owned`).get(lease.owner, lease.epoch) as { owned: number };
+        const owned = conn.prepare(`SELECT ${ownsLease} AS owned`).get(lease.owner, lease.epoch) as {
+          owned: number;
+        };
         if (!owned.owned) return { applied: false };
         if (s.published.length > 0) {
           const ids = JSON.stringify(s.published);
           if (options.retainPublished) {
             conn
-              .prepare(`UPDATE ${t} SET status = 'published', published_at = ? WHERE status = 'pending' AND id IN (SELECT value FROM json_each(?))`)
+              .prepare(
+                `UPDATE ${t} SET status = 'published', published_at = ? WHERE status = 'pending' AND id IN (SELECT value FROM json_each(?))`,
+              )
               .run(now, ids);
           } else {
-            conn.prepare(`DELETE FROM ${t} WHERE status = 'pending' AND id IN (SELECT value FROM json_each(?))`).run(ids);
+            conn
+              .prepare(`DELETE FROM ${t} WHERE status = 'pending' AND id IN (SELECT value FROM json_each(?))`)
+              .run(ids);
           }
         }
         const failed = [
-          ...s.retry.map((f) => [f.id, 'pending', f.attempts, f.error, JSON.stringify(f.history), now + f.delayMs]),
+          ...s.retry.map((f) => [
+            f.id,
+            'pending',
+            f.attempts,
+            f.error,
+            JSON.stringify(f.history),
+            now + f.delayMs,
+          ]),
           ...s.dead.map((f) => [f.id, 'dead', f.attempts, f.error, JSON.stringify(f.history), null]),
         ];
         if (failed.length > 0) {
@@ -300,7 +331,9 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     async list(filter: ListFilter = {}): Promise<EventRecord[]> {
       const conn = await open();
       const rows = conn
-        .prepare(`SELECT ${COLUMNS} FROM ${t} WHERE (@status IS NULL OR status = @status) ORDER BY seq LIMIT @limit`)
+        .prepare(
+          `SELECT ${COLUMNS} FROM ${t} WHERE (@status IS NULL OR status = @status) ORDER BY seq LIMIT @limit`,
+        )
         .all({ status: filter.status ?? null, limit: filter.limit ?? 100 }) as Row[];
       return rows.map(toRecord);
     },

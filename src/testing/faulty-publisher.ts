@@ -27,7 +27,10 @@ export function seededRandom(seed: number): () => number {
  * @example
  * const publisher = faultyPublisher(natsPublisher({ connection }), { failureRate: 0.1, seed: 7 });
  */
-export function faultyPublisher(inner: Publisher, options: FaultyPublisherOptions): Publisher & { failures: number } {
+export function faultyPublisher(
+  inner: Publisher,
+  options: FaultyPublisherOptions,
+): Publisher & { failures: number } {
   const random = seededRandom(options.seed ?? 1);
   const wrapper = {
     kind: inner.kind,

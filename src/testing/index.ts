@@ -5,7 +5,7 @@
 import type { Outbox } from '../outbox.js';
 import type { RelayOptions } from '../relay/relay.js';
 
-export { faultyPublisher, type FaultyPublisherOptions, seededRandom } from './faulty-publisher.js';
+export { type FaultyPublisherOptions, faultyPublisher, seededRandom } from './faulty-publisher.js';
 export { type MemoryPublisher, memoryPublisher } from './memory-publisher.js';
 
 /**

@@ -163,7 +163,14 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       const [a1, a2, b1] = await addCommitted([order('A', 1), order('A', 2), order('B', 1)]);
       const token = await lease();
       const history = [{ at: new Date().toISOString(), error: 'boom', relay: 'suite' }];
-      await store.settle({ published: [], retry: [{ id: a1!, attempts: 1, error: 'boom', history, delayMs: 60_000 }], dead: [] }, token);
+      await store.settle(
+        {
+          published: [],
+          retry: [{ id: a1!, attempts: 1, error: 'boom', history, delayMs: 60_000 }],
+          dead: [],
+        },
+        token,
+      );
       // A1 waits a minute; A2 is behind it; B flows.
       expect((await store.claim(10)).map((e) => e.id)).toEqual([b1]);
       const record = await store.get(a1!);
@@ -172,7 +179,10 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       const stats = await store.stats();
       expect(stats).toMatchObject({ pending: 3, retrying: 1, dead: 0 });
       // Due again at once: A1 then A2, in order.
-      await store.settle({ published: [], retry: [{ id: a1!, attempts: 2, error: 'boom2', history, delayMs: 0 }], dead: [] }, token);
+      await store.settle(
+        { published: [], retry: [{ id: a1!, attempts: 2, error: 'boom2', history, delayMs: 0 }], dead: [] },
+        token,
+      );
       expect((await store.claim(10)).map((e) => e.id)).toEqual([a1, a2, b1]);
     });
 
@@ -180,9 +190,21 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       const [a1, a2] = await addCommitted([order('A', 1), order('A', 2)]);
       const token = await lease();
       const history = [{ at: new Date().toISOString(), error: 'rejected', relay: 'suite' }];
-      await store.settle({ published: [], retry: [], dead: [{ id: a1!, attempts: 1, error: 'rejected', history, delayMs: -1 }] }, token);
+      await store.settle(
+        {
+          published: [],
+          retry: [],
+          dead: [{ id: a1!, attempts: 1, error: 'rejected', history, delayMs: -1 }],
+        },
+        token,
+      );
       expect((await store.claim(10)).map((e) => e.id)).toEqual([a2]);
-      expect(await store.get(a1!)).toMatchObject({ status: 'dead', attempts: 1, lastError: 'rejected', history });
+      expect(await store.get(a1!)).toMatchObject({
+        status: 'dead',
+        attempts: 1,
+        lastError: 'rejected',
+        history,
+      });
       expect((await store.list({ status: 'dead' })).map((e) => e.id)).toEqual([a1]);
       expect((await store.stats()).dead).toBe(1);
     });
@@ -217,7 +239,9 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       expect(second!.epoch).toBeGreaterThan(first!.epoch);
       expect(await store.renewLease(first!, 150)).toBe(false);
       const [id] = await addCommitted(order(1));
-      expect(await store.settle({ published: [id!], retry: [], dead: [] }, first!)).toEqual({ applied: false });
+      expect(await store.settle({ published: [id!], retry: [], dead: [] }, first!)).toEqual({
+        applied: false,
+      });
       expect((await store.get(id!))?.status).toBe('pending');
       await store.releaseLease(second!);
       expect(await store.acquireLease('r3', 60_000)).not.toBeNull();
@@ -227,7 +251,10 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       await addCommitted([order(1), { type: 'user.joined', aggregateType: 'user', aggregateId: 'u1' }]);
       const stats = await store.stats();
       expect(stats.pending).toBe(2);
-      expect(stats.destinations.map((d) => d.destination).sort()).toEqual(['events.order.order.created', 'events.user.user.joined']);
+      expect(stats.destinations.map((d) => d.destination).sort()).toEqual([
+        'events.order.order.created',
+        'events.user.user.joined',
+      ]);
       expect(stats.oldestPendingAgeMs).toBeGreaterThanOrEqual(0);
       expect(stats.oldestPendingAgeMs).toBeLessThan(60_000);
     });
@@ -239,7 +266,12 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       outbox = createOutbox({ database: store, publishers: { memory: publisher } });
       const events = Array.from({ length: 400 }, (_, i) => order(`k${i % 20}`, { n: Math.floor(i / 20) }));
       for (let i = 0; i < events.length; i += 50) await addCommitted(events.slice(i, i + 50));
-      const relay = outbox.relay({ batchSize: 64, maxAttempts: 1000, backoff: { baseMs: 1, capMs: 3 }, logger: silentLogger });
+      const relay = outbox.relay({
+        batchSize: 64,
+        maxAttempts: 1000,
+        backoff: { baseMs: 1, capMs: 3 },
+        logger: silentLogger,
+      });
       for (let i = 0; i < 2000 && (await store.stats()).pending > 0; i++) {
         await relay.runOnce();
         await new Promise((r) => setTimeout(r, 1));
@@ -256,7 +288,8 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
 
     it('a PermanentError dead-letters at once; maxAttempts dead-letters a retrying event', async () => {
       const publisher = memoryPublisher();
-      publisher.behaviour = (m) => (m.key === 'order:perm' ? new PermanentError('HTTP 400') : new Error('down'));
+      publisher.behaviour = (m) =>
+        m.key === 'order:perm' ? new PermanentError('HTTP 400') : new Error('down');
       outbox = createOutbox({ database: store, publishers: { memory: publisher } });
       const [perm, flaky] = await addCommitted([order('perm'), order('flaky')]);
       const relay = outbox.relay({ maxAttempts: 2, backoff: { baseMs: 1, capMs: 1 }, logger: silentLogger });
@@ -298,6 +331,7 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
         ['lone surrogate in a header', { ...order(1), headers: { x: '\udc00' } }, 'INVALID_CHARACTERS'],
         ['too large', order(1, { s: 'x'.repeat(1024 * 1024) }), 'PAYLOAD_TOO_LARGE'],
         ['header with CR/LF', { ...order(1), headers: { x: 'a\r\nb: c' } }, 'INVALID_HEADER'],
+        ['header beyond Latin-1', { ...order(1), headers: { x: '🙂' } }, 'INVALID_HEADER'],
         ['header not a string', { ...order(1), headers: { x: 1 } }, 'INVALID_HEADER'],
         ['reserved header', { ...order(1), headers: { 'ce-id': 'x' } }, 'INVALID_HEADER'],
         ['destination with a space', { ...order(1), destination: 'events.a b' }, 'INVALID_DESTINATION'],
@@ -324,7 +358,17 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       it('a duplicate id within a batch → INVALID_ID', async () => {
         const id = '01890a5d-ac96-774b-bcce-b302099a8057';
         await h.transaction(store, async (exec) => {
-          await expectCode(() => outbox.add(exec as never, [{ ...order(1), id }, { ...order(2), id }] as never), 'INVALID_ID');
+          await expectCode(
+            () =>
+              outbox.add(
+                exec as never,
+                [
+                  { ...order(1), id },
+                  { ...order(2), id },
+                ] as never,
+              ),
+            'INVALID_ID',
+          );
         });
       });
 
@@ -346,10 +390,19 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
         });
         await h.transaction(store, async (exec) => {
           const counting = countingExecutor(exec);
-          await expectCode(() => outbox.add(counting as never, { ...order(1), destination: 'billing.1' } as never), 'DESTINATION_NOT_ALLOWED');
-          await expectCode(() => outbox.add(counting as never, { ...order(1), destination: 'orders.*' } as never), 'INVALID_DESTINATION');
+          await expectCode(
+            () => outbox.add(counting as never, { ...order(1), destination: 'billing.1' } as never),
+            'DESTINATION_NOT_ALLOWED',
+          );
+          await expectCode(
+            () => outbox.add(counting as never, { ...order(1), destination: 'orders.*' } as never),
+            'INVALID_DESTINATION',
+          );
           await expectCode(() => outbox.add(counting as never, order('a.') as never), 'INVALID_DESTINATION');
-          await expectCode(() => outbox.add(counting as never, { type: 'user.joined', key: 'u' } as never), 'NO_ROUTE');
+          await expectCode(
+            () => outbox.add(counting as never, { type: 'user.joined', key: 'u' } as never),
+            'NO_ROUTE',
+          );
           expect(counting.statements).toBe(0);
           await outbox.add(counting as never, { ...order(1), destination: 'orders.77' } as never);
           expect(counting.statements).toBe(1);

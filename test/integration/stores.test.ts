@@ -40,11 +40,11 @@ storeConformance('sqlite', async (): Promise<StoreHarness> => {
       }
     },
     withoutTransaction: async (_store, fn) => fn(fromBetterSqlite3(app)),
-    insertBusinessRow: (executor: Executor, id: string) => {
-      if (!executor.sync) throw new Error('sqlite executors are synchronous');
-      executor.query('INSERT INTO biz (id) VALUES (?)', [id]);
+    insertBusinessRow: async (executor: Executor, id: string) => {
+      await executor.query('INSERT INTO biz (id) VALUES (?)', [id]);
     },
-    countBusinessRows: async (id) => (app.prepare('SELECT count(*) AS n FROM biz WHERE id = ?').get(id) as { n: number }).n,
+    countBusinessRows: async (id) =>
+      (app.prepare('SELECT count(*) AS n FROM biz WHERE id = ?').get(id) as { n: number }).n,
     async close() {
       await Promise.all(stores.map((s) => s.close()));
       app.close();
