@@ -27,6 +27,7 @@ import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { type BackoffOptions, backoffDelayMs, DEFAULT_BACKOFF } from '../core/backoff.js';
 import { describeError, OutboxError, PublishError } from '../core/errors.js';
+import { failpoint } from '../core/failpoints.js';
 import { uuidv7 } from '../core/ids.js';
 import type {
   AttemptRecord,
@@ -308,6 +309,7 @@ export class Relay extends EventEmitter {
   }
 
   async #process(batch: readonly ClaimedEvent[]): Promise<BatchReport> {
+    await failpoint('relay.after-claim');
     const lease = this.#lease!;
     const lanes = new Map<string, ClaimedEvent[]>();
     for (const event of batch) {
@@ -337,6 +339,7 @@ export class Relay extends EventEmitter {
       if (this.#stopping || performance.now() >= this.#leaseValidUntil) break;
       round = next;
     }
+    await failpoint('relay.after-publish');
     let settled = false;
     if (published.length + retried.length + dead.length > 0) {
       const result = await this.#deps.store.settle(
@@ -346,6 +349,7 @@ export class Relay extends EventEmitter {
       settled = result.applied;
       if (!settled && this.#lease === lease) this.#loseLease('settle fenced: another relay took the lease');
     }
+    await failpoint('relay.after-settle');
     const report: BatchReport = { claimed: batch.length, published, retried, dead, settled };
     if (dead.length > 0 && settled) {
       for (const d of dead)

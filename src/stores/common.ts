@@ -24,7 +24,10 @@ export function summarizeStats(rows: ReadonlyArray<Record<string, unknown>>): Ou
     retrying: Number(r.retrying ?? 0),
     dead: Number(r.dead ?? 0),
     published: Number(r.published ?? 0),
-    oldestPendingAgeMs: r.oldest_pending_age_ms === null || r.oldest_pending_age_ms === undefined ? null : Math.max(0, Math.round(Number(r.oldest_pending_age_ms))),
+    oldestPendingAgeMs:
+      r.oldest_pending_age_ms === null || r.oldest_pending_age_ms === undefined
+        ? null
+        : Math.max(0, Math.round(Number(r.oldest_pending_age_ms))),
   }));
   const ages = destinations.map((d) => d.oldestPendingAgeMs).filter((a): a is number => a !== null);
   return {

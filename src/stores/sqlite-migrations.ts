@@ -1,6 +1,10 @@
 /**
  * SQLite schema, one numbered migration per step. Never edit a migration that has shipped:
  * add the next one. Timestamps are integer milliseconds since the epoch.
+ *
+ * Indexes serve the claim exactly: pending rows in seq order, and a probe per candidate for an
+ * earlier pending row of its key that is not due — (key, available_at) finds one in O(log n),
+ * however long the key's backlog, because rows not due are rare.
  */
 export interface SqliteMigration {
   readonly version: number;
@@ -33,7 +37,7 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
         published_at INTEGER
       );
       CREATE INDEX IF NOT EXISTS "${t}_pending_seq" ON "${t}" (seq) WHERE status = 'pending';
-      CREATE INDEX IF NOT EXISTS "${t}_pending_key" ON "${t}" (key, seq) WHERE status = 'pending';
+      CREATE INDEX IF NOT EXISTS "${t}_pending_key" ON "${t}" (key, available_at) WHERE status = 'pending';
       CREATE INDEX IF NOT EXISTS "${t}_published_at" ON "${t}" (published_at) WHERE status = 'published';
       CREATE INDEX IF NOT EXISTS "${t}_dead_seq" ON "${t}" (seq) WHERE status = 'dead';
       CREATE TABLE IF NOT EXISTS "${t}_leases" (

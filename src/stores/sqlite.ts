@@ -296,7 +296,9 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     async renewLease(lease: LeaseToken, ttlMs: number): Promise<boolean> {
       const conn = await open();
       const result = conn
-        .prepare(`UPDATE ${leases} SET expires_at = ? WHERE partition = 0 AND owner = ? AND epoch = ?`)
+        .prepare(
+          `UPDATE ${leases} SET expires_at = ? WHERE partition = 0 AND owner = ? AND epoch = ? AND expires_at >= 0`,
+        )
         .run(Date.now() + ttlMs, lease.owner, lease.epoch);
       return result.changes === 1;
     },
@@ -304,7 +306,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     async releaseLease(lease: LeaseToken): Promise<void> {
       const conn = await open();
       conn
-        .prepare(`UPDATE ${leases} SET expires_at = 0 WHERE partition = 0 AND owner = ? AND epoch = ?`)
+        .prepare(`UPDATE ${leases} SET expires_at = -1 WHERE partition = 0 AND owner = ? AND epoch = ?`)
         .run(lease.owner, lease.epoch);
     },
 

@@ -5,6 +5,13 @@
 import type { Outbox } from '../outbox.js';
 import type { RelayOptions } from '../relay/relay.js';
 
+export {
+  checkDelivery,
+  type DeliveryResult,
+  type LedgerEntry,
+  percentile,
+  type Reception,
+} from './delivery-check.js';
 export { type FaultyPublisherOptions, faultyPublisher, seededRandom } from './faulty-publisher.js';
 export { type MemoryPublisher, memoryPublisher } from './memory-publisher.js';
 

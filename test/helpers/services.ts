@@ -26,7 +26,11 @@ function reachable(url: string, defaultPort: number, timeoutMs = 1500): Promise<
  * Resolves to a skip reason (string) when the service is unreachable outside CI, or undefined
  * when it is up. Under CI=true an unreachable service throws, failing the suite.
  */
-export async function serviceSkipReason(name: string, url: string, defaultPort: number): Promise<string | undefined> {
+export async function serviceSkipReason(
+  name: string,
+  url: string,
+  defaultPort: number,
+): Promise<string | undefined> {
   if (await reachable(url, defaultPort)) return undefined;
   const reason = `${name} is not reachable at ${url}`;
   if (process.env.CI === 'true') throw new Error(`${reason} (CI=true: a missing service fails the suite)`);

@@ -14,8 +14,9 @@ import { OutboxError } from '../../core/errors.js';
 import { fromBetterSqlite3 } from '../../executors/better-sqlite3.js';
 import { createOutbox } from '../../outbox.js';
 import { silentLogger } from '../../relay/logger.js';
+import { checkDelivery, type LedgerEntry } from '../../testing/delivery-check.js';
 import { startDemoReceiver } from '../demo/receiver.js';
-import { checkDelivery, formatSummary, type LedgerEntry } from '../demo/report.js';
+import { formatSummary } from '../demo/report.js';
 
 interface DemoFlags {
   duration: string;

@@ -5,14 +5,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { verifyWebhookSignature } from '../../publishers/http.js';
+import type { Reception } from '../../testing/delivery-check.js';
 
 export type ReceiverMode = 'up' | '503' | 'refusing';
-
-export interface Reception {
-  readonly id: string;
-  readonly key: string;
-  readonly at: number;
-}
 
 export interface DemoReceiver {
   readonly url: string;

@@ -1,0 +1,62 @@
+/**
+ * The node-postgres executor: runs outbox's SQL on a `pg` client the caller has put in a
+ * transaction. Describes the client structurally, so this file never loads `pg`.
+ */
+import type { AsyncExecutor, SqlRow, TransactionState } from '../core/ports.js';
+
+/**
+ * A node-postgres `Client` or `PoolClient` (a `Pool` also fits, but it cannot hold a
+ * transaction, so `add()` refuses it).
+ */
+export interface PgClientLike {
+  query(sql: string, params?: unknown[]): Promise<{ rows: SqlRow[] }>;
+  /** node-postgres ≥ 8.11: 'I' idle, 'T' in a transaction, 'E' in a failed transaction. */
+  getTransactionStatus?(): string | null;
+}
+
+const TRANSACTION_STATES: Readonly<Record<string, TransactionState>> = {
+  I: 'none',
+  T: 'active',
+  E: 'aborted',
+};
+
+/**
+ * Wraps a node-postgres client for `add()`. The state comes from the protocol's ReadyForQuery
+ * status, which node-postgres receives just *after* it rejects a failed query: right after a
+ * failure the state may still read 'active' for a moment, and PostgreSQL then refuses the insert
+ * itself (25P02, current transaction is aborted), so nothing is written either way.
+ * @example
+ * const client = await pool.connect();
+ * try {
+ *   await client.query('BEGIN');
+ *   await client.query('INSERT INTO orders (id) VALUES ($1)', [orderId]);
+ *   await outbox.add(fromPg(client), { type: 'order.placed', aggregateType: 'order', aggregateId: orderId, payload });
+ *   await client.query('COMMIT');
+ * } catch (error) {
+ *   await client.query('ROLLBACK');
+ *   throw error;
+ * } finally {
+ *   client.release();
+ * }
+ */
+export function fromPg(client: PgClientLike): AsyncExecutor {
+  return {
+    dialect: 'postgres',
+    sync: false,
+    async query(sql, params) {
+      return (await client.query(sql, params as unknown[])).rows;
+    },
+    transactionState() {
+      if (typeof client.getTransactionStatus === 'function') {
+        const status = client.getTransactionStatus();
+        return status === null ? 'unknown' : (TRANSACTION_STATES[status] ?? 'unknown');
+      }
+      // A Pool runs each query on whichever connection is free: it is never in a transaction.
+      return isPool(client) ? 'none' : 'unknown';
+    },
+  };
+}
+
+function isPool(client: object): boolean {
+  return 'totalCount' in client && 'idleCount' in client;
+}

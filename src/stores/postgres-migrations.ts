@@ -1,0 +1,136 @@
+/**
+ * Numbered migrations of the PostgreSQL store (graphile-worker's `sql/` habit, kept in code so
+ * the package needs no file reads), and the code that applies and checks them. Append only: a
+ * released migration is never edited. Each `sql()` gets the validated, *unquoted* schema and
+ * table names and returns one or more statements.
+ */
+import { createHash } from 'node:crypto';
+import { OutboxError } from '../core/errors.js';
+import type { MigrationResult } from '../core/ports.js';
+
+/** Anything that runs a query: a pooled client for `migratePostgres`, a pool for the check. */
+interface Queryable {
+  query(sql: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+}
+
+export interface PostgresMigration {
+  readonly version: number;
+  readonly name: string;
+  sql(schema: string, table: string): string;
+}
+
+const q = (name: string): string => `"${name}"`;
+
+export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
+  {
+    version: 1,
+    name: 'create outbox, leases',
+    // Index names use short suffixes so that a 51-character table name stays within 63 bytes.
+    sql: (schema, table) => {
+      const t = `${q(schema)}.${q(table)}`;
+      return `
+CREATE TABLE ${t} (
+  id uuid PRIMARY KEY,
+  seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+  key text NOT NULL,
+  key_hash bigint NOT NULL CHECK (key_hash BETWEEN 0 AND 4294967295),
+  type text NOT NULL,
+  aggregate_type text,
+  aggregate_id text,
+  destination text NOT NULL,
+  payload json NOT NULL,
+  headers json NOT NULL DEFAULT '{}',
+  status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'published', 'dead')),
+  attempts int NOT NULL DEFAULT 0,
+  last_error text,
+  history json NOT NULL DEFAULT '[]',
+  created_at timestamptz NOT NULL DEFAULT now(),
+  available_at timestamptz NOT NULL DEFAULT now(),
+  published_at timestamptz
+);
+CREATE INDEX ${q(`${table}_pend_idx`)} ON ${t} (seq) WHERE status = 'pending';
+CREATE INDEX ${q(`${table}_key_idx`)} ON ${t} (key, available_at) WHERE status = 'pending';
+CREATE INDEX ${q(`${table}_pub_idx`)} ON ${t} (published_at) WHERE status = 'published';
+CREATE INDEX ${q(`${table}_dead_idx`)} ON ${t} (seq) WHERE status = 'dead';
+CREATE TABLE ${q(schema)}.${q(`${table}_leases`)} (
+  "partition" int PRIMARY KEY,
+  owner text NOT NULL,
+  epoch bigint NOT NULL,
+  expires_at timestamptz NOT NULL
+);`;
+    },
+  },
+];
+
+/** The newest schema version this code knows. */
+export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
+
+/**
+ * Applies the missing migrations in order, in one transaction on `client`, under an advisory
+ * lock keyed by schema.table: concurrent migrators run one after another and the later ones find
+ * nothing to do. On error the caller rolls back.
+ */
+export async function migratePostgres(
+  client: Queryable,
+  schema: string,
+  table: string,
+): Promise<MigrationResult> {
+  const migrations = `${q(schema)}.${q(`${table}_migrations`)}`;
+  await client.query('BEGIN');
+  await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [lockKey(schema, table)]);
+  const found = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+  if (found.rows.length === 0) await client.query(`CREATE SCHEMA ${q(schema)}`);
+  await client.query(`CREATE TABLE IF NOT EXISTS ${migrations}
+    (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+  const done = await appliedVersions(client, migrations);
+  const from = Math.max(0, ...done);
+  if (from > POSTGRES_SCHEMA_VERSION) throw schemaError(schema, table, from);
+  const applied: string[] = [];
+  for (const migration of POSTGRES_MIGRATIONS) {
+    if (done.includes(migration.version)) continue;
+    await client.query(migration.sql(schema, table));
+    await client.query(`INSERT INTO ${migrations} (version, name) VALUES ($1, $2)`, [
+      migration.version,
+      migration.name,
+    ]);
+    applied.push(`${migration.version} ${migration.name}`);
+  }
+  await client.query('COMMIT');
+  return { from, to: POSTGRES_SCHEMA_VERSION, applied };
+}
+
+/** Throws SCHEMA_OUTDATED when a table or a migration is missing, SCHEMA_TOO_NEW when the database is ahead. */
+export async function checkPostgresSchema(db: Queryable, schema: string, table: string): Promise<void> {
+  const outbox = `${q(schema)}.${q(table)}`;
+  const migrations = `${q(schema)}.${q(`${table}_migrations`)}`;
+  const { rows } = await db.query(
+    'SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AS ok',
+    [outbox, migrations],
+  );
+  const done = rows[0]?.ok === true ? await appliedVersions(db, migrations) : [];
+  const current = Math.max(0, ...done);
+  if (current > POSTGRES_SCHEMA_VERSION || POSTGRES_MIGRATIONS.some((m) => !done.includes(m.version))) {
+    throw schemaError(schema, table, current);
+  }
+}
+
+async function appliedVersions(db: Queryable, migrations: string): Promise<number[]> {
+  return (await db.query(`SELECT version FROM ${migrations}`)).rows.map((r) => Number(r.version));
+}
+
+function schemaError(schema: string, table: string, current: number): OutboxError {
+  const tooNew = current > POSTGRES_SCHEMA_VERSION;
+  const hint = tooNew
+    ? `newer than this code knows (${POSTGRES_SCHEMA_VERSION}): upgrade outbox`
+    : `this code needs ${POSTGRES_SCHEMA_VERSION}: run outbox migrate`;
+  return new OutboxError(
+    tooNew ? 'SCHEMA_TOO_NEW' : 'SCHEMA_OUTDATED',
+    `outbox table ${q(schema)}.${q(table)} is at schema version ${current}, ${hint}`,
+    { details: { current, expected: POSTGRES_SCHEMA_VERSION } },
+  );
+}
+
+/** A stable 64-bit advisory lock key for one outbox table. */
+function lockKey(schema: string, table: string): string {
+  return createHash('sha256').update(`outbox:${schema}.${table}`).digest().readBigInt64BE(0).toString();
+}

@@ -1,0 +1,481 @@
+/**
+ * The PostgreSQL store: every statement outbox runs on PostgreSQL. `insert()` builds the one
+ * statement `add()` runs on the caller's transaction (with a commit-time `pg_notify` to wake the
+ * relay); every other method runs on the store's own pool. Claims read by status, in `seq`
+ * order, and never mark rows: one relay owns the outbox through the lease, and every settle is
+ * fenced by that lease's owner and epoch, so a relay that lost it writes nothing.
+ *
+ * `pg` is loaded lazily (only when the store is given a URL), so importing this file never
+ * requires the driver.
+ */
+import { createHash } from 'node:crypto';
+import { OutboxError } from '../core/errors.js';
+import type {
+  ClaimedEvent,
+  EventRecord,
+  EventStatus,
+  FailedAttempt,
+  LeaseToken,
+  ListFilter,
+  MigrationResult,
+  OutboxStats,
+  PreparedEvent,
+  Settlement,
+  SettleResult,
+  Statement,
+  Store,
+  StoreCapabilities,
+} from '../core/ports.js';
+import { assertIdentifier, summarizeStats } from './common.js';
+import { checkPostgresSchema, migratePostgres } from './postgres-migrations.js';
+
+/** The part of a node-postgres query result the store reads. */
+export interface PgQueryResultLike {
+  rows: Record<string, unknown>[];
+}
+
+/** A client checked out of a pool (node-postgres `PoolClient`), used for migrations and LISTEN. */
+export interface PgPoolClientLike {
+  query(sql: string, params?: unknown[]): Promise<PgQueryResultLike>;
+  /** `release(true)` or `release(error)` destroys the connection instead of returning it. */
+  release(destroy?: Error | boolean): void;
+  on(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'end', listener: () => void): unknown;
+}
+
+/** A node-postgres `Pool` (or anything shaped like it). */
+export interface PgPoolLike {
+  query(sql: string, params?: unknown[]): Promise<PgQueryResultLike>;
+  connect(): Promise<PgPoolClientLike>;
+  end(): Promise<void>;
+}
+
+export interface PostgresStoreOptions {
+  /** A pool you own: the store uses it and never ends it. Give exactly one of `pool` and `url`. */
+  pool?: PgPoolLike;
+  /** `postgres://…`: the store creates (on first use) and ends its own `pg.Pool`. */
+  url?: string;
+  /** Default 'public'. */
+  schema?: string;
+  /** Default 'outbox'; the lease and migration tables are `<table>_leases` and `<table>_migrations`. */
+  table?: string;
+  /** Wake the relay with NOTIFY when a transaction that added events commits. Default true. */
+  notify?: boolean;
+  /** Keep published events (status 'published') until `purge()` instead of deleting them. Default false. */
+  retainPublished?: boolean;
+  /** Size of the pool the store creates from `url`. Default 10. */
+  poolSize?: number;
+}
+
+type Settings = Required<Omit<PostgresStoreOptions, 'pool' | 'url'>> & { url?: string };
+
+export const POSTGRES_STORE_DEFAULTS: Readonly<Settings> = Object.freeze({
+  schema: 'public',
+  table: 'outbox',
+  notify: true,
+  retainPublished: false,
+  poolSize: 10,
+});
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** The single lease row meaning "the whole outbox" (per-partition leases come later). */
+const WHOLE_OUTBOX = 0;
+const DEFAULT_LIST_LIMIT = 100;
+/** Rows deleted per purge statement, so purging never holds many locks for long. */
+const PURGE_CHUNK = 10_000;
+const LISTEN_RETRY_INITIAL_MS = 100;
+const LISTEN_RETRY_MAX_MS = 30_000;
+/** PostgreSQL channel names are identifiers: at most 63 bytes. */
+const MAX_CHANNEL_LENGTH = 63;
+
+type Row = Record<string, unknown>;
+
+const q = (name: string): string => `"${name}"`;
+
+/**
+ * A store for PostgreSQL 12 or newer.
+ * @example
+ * import { postgresStore } from 'outbox/stores/postgres';
+ * const store = postgresStore({ url: process.env.DATABASE_URL });
+ * await store.migrate();
+ */
+export function postgresStore(options: PostgresStoreOptions): Store {
+  if ((options.pool === undefined) === (options.url === undefined)) {
+    throw new OutboxError('INVALID_CONFIG', 'postgresStore needs exactly one of "pool" and "url"');
+  }
+  if (options.url !== undefined && !/^postgres(ql)?:\/\//.test(options.url)) {
+    throw new OutboxError(
+      'UNSUPPORTED_URL',
+      'postgresStore "url" must start with postgres:// or postgresql://',
+    );
+  }
+  const { pool, ...rest } = options;
+  const settings: Settings = { ...POSTGRES_STORE_DEFAULTS, ...definedOnly(rest) };
+  assertIdentifier(settings.schema, 'schema');
+  assertIdentifier(settings.table, 'table');
+  if (!Number.isInteger(settings.poolSize) || settings.poolSize < 1) {
+    throw new OutboxError('INVALID_CONFIG', 'postgresStore "poolSize" must be a positive integer');
+  }
+  return new PostgresStore(settings, pool);
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+class PostgresStore implements Store {
+  readonly dialect = 'postgres' as const;
+  readonly capabilities: StoreCapabilities;
+  private readonly sql: ReturnType<typeof buildSql>;
+  private readonly channel: string;
+  private readonly listeners = new Set<() => void>();
+  private poolPromise: Promise<PgPoolLike> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly settings: Settings,
+    private readonly userPool: PgPoolLike | undefined,
+  ) {
+    this.capabilities = Object.freeze({ listenNotify: settings.notify });
+    this.channel = channelName(settings.schema, settings.table);
+    this.sql = buildSql(settings.schema, settings.table, settings);
+    if (userPool) this.poolPromise = Promise.resolve(userPool);
+  }
+
+  insert(events: readonly PreparedEvent[]): Statement {
+    // One array per column, unnested by the statement: constant SQL text and parameter count.
+    const columns: unknown[][] = Array.from({ length: 10 }, () => []);
+    for (const e of events) {
+      const row: unknown[] = [e.id, e.key, e.keyHash, e.type, e.aggregateType, e.aggregateId, e.destination];
+      row.push(e.payload, e.headers, e.availableAt);
+      for (let i = 0; i < row.length; i++) columns[i]!.push(row[i]);
+    }
+    return { sql: this.sql.insert, params: this.settings.notify ? [...columns, this.channel] : columns };
+  }
+
+  async migrate(): Promise<MigrationResult> {
+    const client = await (await this.pool()).connect();
+    try {
+      const result = await migratePostgres(client, this.settings.schema, this.settings.table);
+      client.release();
+      return result;
+    } catch (error) {
+      // A failed ROLLBACK means the connection is broken: destroy it rather than pool it.
+      await client.query('ROLLBACK').then(
+        () => client.release(),
+        (rollbackError: Error) => client.release(rollbackError),
+      );
+      throw error;
+    }
+  }
+
+  async checkSchema(): Promise<void> {
+    await checkPostgresSchema(await this.pool(), this.settings.schema, this.settings.table);
+  }
+
+  async claim(limit: number): Promise<ClaimedEvent[]> {
+    if (limit <= 0) return [];
+    return (await this.rows(this.sql.claim, [limit])).map(toClaimed);
+  }
+
+  async settle(settlement: Settlement, lease: LeaseToken): Promise<SettleResult> {
+    const { published, retry, dead } = settlement;
+    const failed = (list: readonly FailedAttempt[]) => [
+      list.map((f) => f.id),
+      list.map((f) => f.attempts),
+      list.map((f) => f.error),
+      list.map((f) => JSON.stringify(f.history)),
+    ];
+    const [row] = await this.rows(this.sql.settle, [
+      WHOLE_OUTBOX,
+      lease.owner,
+      lease.epoch,
+      published,
+      ...failed(retry),
+      retry.map((r) => r.delayMs),
+      ...failed(dead),
+    ]);
+    return { applied: row?.applied === true };
+  }
+
+  async acquireLease(owner: string, ttlMs: number): Promise<LeaseToken | null> {
+    const [row] = await this.rows(this.sql.acquireLease, [WHOLE_OUTBOX, owner, ttlMs]);
+    return row ? { owner: String(row.owner), epoch: Number(row.epoch) } : null;
+  }
+
+  async renewLease(lease: LeaseToken, ttlMs: number): Promise<boolean> {
+    const rows = await this.rows(this.sql.renewLease, [WHOLE_OUTBOX, lease.owner, lease.epoch, ttlMs]);
+    return rows.length > 0;
+  }
+
+  async releaseLease(lease: LeaseToken): Promise<void> {
+    await this.rows(this.sql.releaseLease, [WHOLE_OUTBOX, lease.owner, lease.epoch]);
+  }
+
+  async stats(): Promise<OutboxStats> {
+    return summarizeStats(await this.rows(this.sql.stats));
+  }
+
+  async get(id: string): Promise<EventRecord | undefined> {
+    if (!UUID.test(id)) return undefined;
+    const [row] = await this.rows(this.sql.get, [id]);
+    return row ? toRecord(row) : undefined;
+  }
+
+  async list(filter: ListFilter = {}): Promise<EventRecord[]> {
+    const limit = filter.limit ?? DEFAULT_LIST_LIMIT;
+    if (!Number.isInteger(limit) || limit < 0) {
+      throw new OutboxError('INVALID_CONFIG', 'list limit must be an integer ≥ 0');
+    }
+    const rows = filter.status
+      ? await this.rows(this.sql.listByStatus, [filter.status, limit])
+      : await this.rows(this.sql.listAll, [limit]);
+    return rows.map(toRecord);
+  }
+
+  async purge(olderThanMs: number): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const [row] = await this.rows(this.sql.purge, [olderThanMs, PURGE_CHUNK]);
+      const deleted = Number(row?.deleted ?? 0);
+      total += deleted;
+      if (deleted < PURGE_CHUNK) return total;
+    }
+  }
+
+  async listen(onWake: () => void): Promise<{ close(): Promise<void> }> {
+    const stop = await listenOn(await this.pool(), this.channel, onWake);
+    this.listeners.add(stop);
+    return {
+      close: async () => {
+        this.listeners.delete(stop);
+        stop();
+      },
+    };
+  }
+
+  /** Stops every listener and ends the pool the store created (never a pool it was given). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const stop of this.listeners) stop();
+    this.listeners.clear();
+    if (this.userPool === undefined && this.poolPromise) {
+      await (await this.poolPromise.catch(() => undefined))?.end();
+    }
+  }
+
+  private pool(): Promise<PgPoolLike> {
+    this.poolPromise ??= createPool(this.settings.url!, this.settings.poolSize);
+    return this.poolPromise;
+  }
+
+  private async rows(sql: string, params: unknown[] = []): Promise<Row[]> {
+    return (await (await this.pool()).query(sql, params)).rows;
+  }
+}
+
+async function createPool(url: string, max: number): Promise<PgPoolLike> {
+  let pg: typeof import('pg');
+  try {
+    pg = await import('pg');
+  } catch (cause) {
+    throw new OutboxError('DRIVER_MISSING', 'postgresStore needs the "pg" package: npm install pg', {
+      cause,
+    });
+  }
+  const Pool = pg.Pool ?? pg.default.Pool;
+  const pool = new Pool({ connectionString: url, max });
+  // An idle connection dropped by the server must not crash the process; the next query reconnects.
+  pool.on('error', () => {});
+  return pool;
+}
+
+/**
+ * The NOTIFY channel of one outbox table: readable when it fits in 63 bytes, hashed when not.
+ * @example
+ * channelName('public', 'outbox') // 'outbox:public.outbox' (LISTEN "outbox:public.outbox")
+ */
+export function channelName(schema: string, table: string): string {
+  const name = `outbox:${schema}.${table}`;
+  if (name.length <= MAX_CHANNEL_LENGTH) return name;
+  return `outbox:${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
+}
+
+function buildSql(schema: string, table: string, options: { notify: boolean; retainPublished: boolean }) {
+  const t = `${q(schema)}.${q(table)}`;
+  const leases = `${q(schema)}.${q(`${table}_leases`)}`;
+  const claimed = `id, seq, key, key_hash, type, aggregate_type, aggregate_id, destination,
+    payload::text AS payload, headers::text AS headers, created_at, attempts, history::text AS history`;
+  const record = `${claimed}, status, available_at, last_error, published_at`;
+  const ms = (param: string) => `${param}::float8 * interval '1 millisecond'`;
+  const insertRows = `INSERT INTO ${t}
+    (id, key, key_hash, type, aggregate_type, aggregate_id, destination, payload, headers, available_at)
+  SELECT e.id, e.key, e.key_hash, e.type, e.aggregate_type, e.aggregate_id, e.destination,
+    e.payload::json, e.headers::json, coalesce(e.available_at, now())
+  FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+    $8::text[], $9::text[], $10::timestamptz[])
+    WITH ORDINALITY AS e(id, key, key_hash, type, aggregate_type, aggregate_id, destination, payload,
+      headers, available_at, n)
+  ORDER BY e.n`;
+  const fenced = `status = 'pending' AND EXISTS (SELECT 1 FROM lease)`;
+  return {
+    // The notification is queued inside the caller's transaction: it is delivered at COMMIT, never
+    // after a ROLLBACK, and collapses to one per transaction.
+    insert: options.notify
+      ? `WITH ins AS (${insertRows} RETURNING 1) SELECT pg_notify($11, '') WHERE EXISTS (SELECT 1 FROM ins)`
+      : insertRows,
+    // Due pending events in seq order, minus those whose key has an earlier pending event that is
+    // not due yet (retrying or delayed): a failing event holds back its own key only.
+    claim: `SELECT ${claimed} FROM ${t} o
+      WHERE o.status = 'pending' AND o.available_at <= now()
+        AND NOT EXISTS (SELECT 1 FROM ${t} b
+          WHERE b.status = 'pending' AND b.key = o.key AND b.seq < o.seq AND b.available_at > now())
+      ORDER BY o.seq LIMIT $1`,
+    // FOR SHARE makes the fence hold until commit: a takeover (UPDATE of the lease row) waits
+    // for this statement, or this statement sees the new owner and writes nothing.
+    settle: `WITH lease AS (
+        SELECT 1 FROM ${leases} WHERE "partition" = $1 AND owner = $2 AND epoch = $3::bigint FOR SHARE
+      ), published AS (
+        ${
+          options.retainPublished
+            ? `UPDATE ${t} SET status = 'published', published_at = now()`
+            : `DELETE FROM ${t}`
+        } WHERE id = ANY($4::uuid[]) AND ${fenced} RETURNING 1
+      ), retried AS (
+        UPDATE ${t} SET attempts = r.attempts, last_error = r.error, history = r.history::json,
+          available_at = now() + ${ms('r.delay_ms')}
+        FROM unnest($5::uuid[], $6::int[], $7::text[], $8::text[], $9::float8[])
+          AS r(id, attempts, error, history, delay_ms)
+        WHERE ${t}.id = r.id AND ${fenced} RETURNING 1
+      ), dead AS (
+        UPDATE ${t} SET status = 'dead', attempts = d.attempts, last_error = d.error, history = d.history::json
+        FROM unnest($10::uuid[], $11::int[], $12::text[], $13::text[]) AS d(id, attempts, error, history)
+        WHERE ${t}.id = d.id AND ${fenced} RETURNING 1
+      )
+      SELECT EXISTS (SELECT 1 FROM lease) AS applied`,
+    // Free, expired or already ours; a takeover from another owner bumps the epoch.
+    acquireLease: `INSERT INTO ${leases} AS l ("partition", owner, epoch, expires_at)
+      VALUES ($1, $2, 1, now() + ${ms('$3')})
+      ON CONFLICT ("partition") DO UPDATE SET owner = excluded.owner,
+        epoch = CASE WHEN l.owner = excluded.owner THEN l.epoch ELSE l.epoch + 1 END,
+        expires_at = excluded.expires_at
+      WHERE l.owner = excluded.owner OR l.expires_at < now()
+      RETURNING owner, epoch`,
+    // '-infinity' marks a released lease: free for anyone at once, and no longer renewable.
+    renewLease: `UPDATE ${leases} SET expires_at = now() + ${ms('$4')}
+      WHERE "partition" = $1 AND owner = $2 AND epoch = $3::bigint AND expires_at <> '-infinity' RETURNING 1`,
+    releaseLease: `UPDATE ${leases} SET expires_at = '-infinity'
+      WHERE "partition" = $1 AND owner = $2 AND epoch = $3::bigint`,
+    stats: `SELECT destination,
+        count(*) FILTER (WHERE status = 'pending') AS pending,
+        count(*) FILTER (WHERE status = 'pending' AND attempts > 0) AS retrying,
+        count(*) FILTER (WHERE status = 'dead') AS dead,
+        count(*) FILTER (WHERE status = 'published') AS published,
+        greatest(0, floor(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending')) * 1000))
+          AS oldest_pending_age_ms
+      FROM ${t} GROUP BY destination ORDER BY destination`,
+    get: `SELECT ${record} FROM ${t} WHERE id = $1`,
+    listAll: `SELECT ${record} FROM ${t} ORDER BY seq LIMIT $1`,
+    listByStatus: `SELECT ${record} FROM ${t} WHERE status = $1 ORDER BY seq LIMIT $2`,
+    purge: `WITH gone AS (
+        DELETE FROM ${t} WHERE id IN (
+          SELECT id FROM ${t} WHERE status = 'published' AND published_at < now() - ${ms('$1')}
+          LIMIT $2 FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+      SELECT count(*) AS deleted FROM gone`,
+  };
+}
+
+function toDate(value: unknown): Date {
+  return value instanceof Date ? value : new Date(String(value));
+}
+
+function toClaimed(row: Row): ClaimedEvent {
+  return {
+    id: String(row.id),
+    seq: Number(row.seq),
+    key: String(row.key),
+    keyHash: Number(row.key_hash),
+    type: String(row.type),
+    aggregateType: (row.aggregate_type as string | null) ?? null,
+    aggregateId: (row.aggregate_id as string | null) ?? null,
+    destination: String(row.destination),
+    payload: String(row.payload),
+    headers: JSON.parse(String(row.headers)) as Record<string, string>,
+    createdAt: toDate(row.created_at),
+    attempts: Number(row.attempts),
+    history: JSON.parse(String(row.history)),
+  };
+}
+
+function toRecord(row: Row): EventRecord {
+  return {
+    ...toClaimed(row),
+    status: row.status as EventStatus,
+    availableAt: toDate(row.available_at),
+    lastError: (row.last_error as string | null) ?? null,
+    publishedAt: row.published_at === null ? null : toDate(row.published_at),
+  };
+}
+
+/**
+ * One LISTEN connection, checked out of the pool for as long as it lives. A lost connection is
+ * replaced with capped exponential backoff; the relay keeps polling meanwhile, so a lost LISTEN
+ * costs latency only. After a reconnect it wakes the relay once for anything missed. Resolves to
+ * a function that stops listening; rejects when the first LISTEN fails.
+ */
+async function listenOn(pool: PgPoolLike, channel: string, onWake: () => void): Promise<() => void> {
+  let closed = false;
+  let failures = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let dropCurrent: (() => void) | undefined;
+  const stop = () => {
+    closed = true;
+    clearTimeout(timer);
+    dropCurrent?.();
+  };
+  const reconnectLater = () => {
+    if (closed || timer !== undefined) return;
+    const ceilingMs = Math.min(LISTEN_RETRY_MAX_MS, LISTEN_RETRY_INITIAL_MS * 2 ** failures++);
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        if (!closed) connect().then(() => closed || onWake(), reconnectLater);
+      },
+      ceilingMs / 2 + (Math.random() * ceilingMs) / 2,
+    );
+    timer.unref();
+  };
+  const connect = async () => {
+    const client = await pool.connect();
+    let live = true;
+    const drop = (error?: Error) => {
+      if (!live) return;
+      live = false;
+      if (dropCurrent === drop) dropCurrent = undefined;
+      client.release(error ?? true);
+      reconnectLater();
+    };
+    client.on('error', drop);
+    client.on('end', () => drop());
+    client.on('notification', (message) => live && message.channel === channel && onWake());
+    dropCurrent = drop;
+    try {
+      await client.query(`LISTEN ${q(channel)}`);
+    } catch (error) {
+      drop(error as Error);
+      throw error;
+    }
+    if (closed) drop();
+    failures = 0;
+  };
+  try {
+    await connect();
+  } catch (error) {
+    stop();
+    throw error;
+  }
+  return stop;
+}
