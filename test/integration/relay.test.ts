@@ -1,0 +1,145 @@
+/**
+ * Relay behaviour that spans the loop and the database: wake-ups (NOTIFY at commit on PostgreSQL,
+ * local adds on SQLite), one owner at a time, and graceful stop.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fromBetterSqlite3 } from '../../src/executors/better-sqlite3.js';
+import { fromPg } from '../../src/executors/pg.js';
+import { createOutbox, OutboxError, silentLogger } from '../../src/index.js';
+import { postgresStore } from '../../src/stores/postgres.js';
+import { memoryPublisher } from '../../src/testing/index.js';
+import { PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
+
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await condition()) return true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return false;
+}
+
+const event = (i: number) => ({ type: 'order.created', aggregateType: 'order', aggregateId: String(i) });
+// Polling alone would take a minute: anything sooner is a wake-up.
+const IDLE = { pollIntervalMs: 60_000, logger: silentLogger };
+
+describe('relay on SQLite', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'outbox-relay-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('an add() in this process wakes the relay once its transaction has committed', async () => {
+    const path = join(dir, 'wake.db');
+    const publisher = memoryPublisher();
+    const outbox = createOutbox({ database: `sqlite:${path}`, publishers: { memory: publisher } });
+    await outbox.migrate();
+    const db = new Database(path);
+    const relay = outbox.relay(IDLE);
+    try {
+      await relay.start();
+      await new Promise((r) => setTimeout(r, 100)); // the first (empty) poll is behind us
+      db.transaction(() => outbox.add(fromBetterSqlite3(db), event(1)))();
+      expect(await until(() => publisher.messages.length === 1, 10_000)).toBe(true);
+    } finally {
+      await outbox.close();
+      db.close();
+    }
+  });
+
+  it('stop() finishes the round in flight, settles it, and leaves the rest pending', async () => {
+    const path = join(dir, 'stop.db');
+    const publisher = memoryPublisher();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    publisher.behaviour = async () => {
+      await gate;
+      return undefined;
+    };
+    const outbox = createOutbox({ database: `sqlite:${path}`, publishers: { memory: publisher } });
+    await outbox.migrate();
+    const db = new Database(path);
+    // Two events of one key: the second can only go in a second round.
+    db.transaction(() => outbox.add(fromBetterSqlite3(db), [event(1), event(1)]))();
+    const relay = outbox.relay(IDLE);
+    await relay.start();
+    await new Promise((r) => setTimeout(r, 100)); // round 1 is in flight, waiting at the gate
+    const stopped = relay.stop();
+    release();
+    await stopped;
+    expect(publisher.messages).toHaveLength(1);
+    expect((await outbox.status()).pending).toBe(1);
+    // The lease was released: another relay takes over at once.
+    expect(await outbox.relay({ logger: silentLogger }).drain()).toMatchObject({ published: 1 });
+    await outbox.close();
+    db.close();
+  });
+});
+
+const skip = await pgSkip();
+
+describe.skipIf(skip)('relay on PostgreSQL', () => {
+  const schema = uniqueName('outbox_relay');
+  let pool: pg.Pool;
+  beforeAll(async () => {
+    pool = new pg.Pool({ connectionString: PG_URL, max: 6 });
+    await pool.query(`CREATE SCHEMA "${schema}"`);
+  });
+  afterAll(async () => {
+    await pool.query(`DROP SCHEMA "${schema}" CASCADE`);
+    await pool.end();
+  });
+
+  async function commit(outbox: ReturnType<typeof createOutbox>, n: number) {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await outbox.add(fromPg(client), event(n));
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+  }
+
+  it('NOTIFY at commit wakes the relay; with notify off it waits for its poll', async () => {
+    for (const notify of [true, false]) {
+      const publisher = memoryPublisher();
+      const outbox = createOutbox({
+        database: postgresStore({ pool, schema, table: uniqueName('outbox'), notify }),
+        publishers: { memory: publisher },
+      });
+      await outbox.migrate();
+      const relay = outbox.relay(IDLE);
+      try {
+        await relay.start();
+        await new Promise((r) => setTimeout(r, 200));
+        await commit(outbox, 1);
+        expect(await until(() => publisher.messages.length === 1, notify ? 10_000 : 1_000)).toBe(notify);
+      } finally {
+        await outbox.close();
+      }
+    }
+  });
+
+  it('one relay owns the outbox at a time', async () => {
+    const outbox = createOutbox({
+      database: postgresStore({ pool, schema, table: uniqueName('outbox') }),
+      publishers: { memory: memoryPublisher() },
+    });
+    await outbox.migrate();
+    const first = outbox.relay(IDLE);
+    await first.start();
+    try {
+      await expect(outbox.relay(IDLE).runOnce()).rejects.toSatisfy(
+        (e) => e instanceof OutboxError && e.code === 'RELAY_STOPPED',
+      );
+    } finally {
+      await outbox.close();
+    }
+  });
+});
