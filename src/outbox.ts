@@ -89,8 +89,11 @@ export function storeFromUrl(config: string | DatabaseConfig): Store {
         `database URL "${url}" names no file (the relay needs a file it can share)`,
       );
     }
-    if ('schema' in rest || 'notify' in rest) {
-      throw new OutboxError('INVALID_CONFIG', 'database.schema and database.notify apply to PostgreSQL only');
+    if ('schema' in rest || 'notify' in rest || 'poolSize' in rest) {
+      throw new OutboxError(
+        'INVALID_CONFIG',
+        'database.schema, notify and poolSize apply to PostgreSQL only',
+      );
     }
     return sqliteStore({ path, table: rest.table, retainPublished: rest.retainPublished });
   }
@@ -178,10 +181,22 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
   const relays = new Set<Relay>();
 
   function checkExecutor(executor: Executor): void {
-    if (typeof executor !== 'object' || executor === null || typeof executor.query !== 'function') {
+    if (
+      typeof executor !== 'object' ||
+      executor === null ||
+      typeof executor.query !== 'function' ||
+      typeof executor.sync !== 'boolean'
+    ) {
+      const raw =
+        typeof executor === 'object' &&
+        executor !== null &&
+        'prepare' in executor &&
+        'inTransaction' in executor;
       throw new OutboxError(
-        'INVALID_CONFIG',
-        'add() needs an executor such as fromPg(client) or fromBetterSqlite3(db)',
+        'INVALID_EXECUTOR',
+        raw
+          ? 'add() got a better-sqlite3 database: wrap it, add(fromBetterSqlite3(db), event)'
+          : 'add() needs an executor that wraps your transaction, such as fromPg(client) or fromBetterSqlite3(db)',
       );
     }
     if (executor.dialect !== store.dialect) {
@@ -206,31 +221,36 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
     executor: Executor,
     input: OutboxEvent | readonly OutboxEvent[],
   ): string | string[] | Promise<string | string[]> {
-    const run = () => {
-      checkExecutor(executor);
+    // The handle is checked synchronously whatever its kind: a raw driver object passed by
+    // mistake (inside a synchronous transaction) must throw there, not reject unobserved.
+    checkExecutor(executor);
+    const prepare = () => {
       const events = prepareEvents(input, prepareOptions);
       const ids = events.map((e) => e.id);
-      const result = Array.isArray(input) ? ids : ids[0]!;
-      return { statement: events.length > 0 ? store.insert(events) : undefined, result };
+      return {
+        statement: events.length > 0 ? store.insert(events) : undefined,
+        result: Array.isArray(input) ? ids : ids[0]!,
+      };
     };
-    if (executor?.sync === true) {
-      const { statement, result } = run();
+    if (executor.sync) {
+      const { statement, result } = prepare();
       if (statement) {
-        (executor as SyncExecutor).query(statement.sql, statement.params);
+        executor.query(statement.sql, statement.params);
         // A synchronous transaction has committed (or rolled back) before any callback runs:
         // wake local relays then, instead of waiting for their next poll.
-        if (relays.size > 0)
-          setImmediate(() => {
-            for (const r of relays) r.wake();
-          });
+        if (relays.size > 0) setImmediate(wakeRelays);
       }
       return result;
     }
     return (async () => {
-      const { statement, result } = run();
-      if (statement) await (executor as AsyncExecutor).query(statement.sql, statement.params);
+      const { statement, result } = prepare();
+      if (statement) await executor.query(statement.sql, statement.params);
       return result;
     })();
+  }
+
+  function wakeRelays(): void {
+    for (const relay of relays) relay.wake();
   }
 
   return {

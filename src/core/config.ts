@@ -21,6 +21,7 @@ export const databaseSchema = z.strictObject({
   table: z.string().optional(),
   notify: z.boolean().optional(),
   retainPublished: z.boolean().optional(),
+  poolSize: z.number().int().positive().optional(),
 });
 
 /** A publisher given by URL, with its options (secret, headers, timeoutMs, source, …). */

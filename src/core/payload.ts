@@ -82,6 +82,21 @@ function walk(value: unknown, path: string, strict: boolean, ancestors: object[]
     if (Number.isNaN(obj.getTime())) fail('PAYLOAD_NOT_FINITE', path, 'is an invalid Date');
     return;
   }
+  const toJSON = (obj as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === 'function') {
+    // JSON.stringify sends what toJSON() returns: that is what must be checked.
+    let json: unknown;
+    try {
+      json = toJSON.call(obj);
+    } catch (cause) {
+      throw new OutboxError('PAYLOAD_NOT_SERIALIZABLE', `${path}.toJSON() threw`, {
+        cause,
+        details: { path },
+      });
+    }
+    walk(json, path, strict, [...ancestors, obj]);
+    return;
+  }
   ancestors.push(obj);
   if (Array.isArray(obj)) {
     for (let i = 0; i < obj.length; i++) walk(obj[i], `${path}[${i}]`, strict, ancestors);

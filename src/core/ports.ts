@@ -111,7 +111,7 @@ export interface FailedAttempt {
   readonly error: string;
   /** The whole new history, already bounded by the relay. */
   readonly history: readonly AttemptRecord[];
-  /** For retries: delay from now until the next attempt. */
+  /** For retries: delay from now until the next attempt (ignored for dead letters). */
   readonly delayMs: number;
 }
 

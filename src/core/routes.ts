@@ -67,6 +67,8 @@ function compile(route: RouteConfig, index: number, defaultPublisher: string | u
   const template = route.destination ?? DEFAULT_DESTINATION_TEMPLATE;
   if (typeof template !== 'string' || template === '')
     badRoute(index, 'destination must be a non-empty template');
+  if (template.replace(/\{[^{}]*\}/g, '').match(/[{}]/))
+    badRoute(index, `destination "${template}" has an unbalanced { or }`);
   const placeholders = [...template.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]!);
   for (const p of placeholders) {
     if (!PLACEHOLDERS.has(p))

@@ -187,7 +187,10 @@ export class Relay extends EventEmitter {
   /** Acquires the lease if needed, then claims, publishes and settles one batch. */
   async runOnce(): Promise<BatchReport> {
     if (!(await this.#holdLease())) {
-      throw new OutboxError('RELAY_STOPPED', 'another relay holds the outbox lease');
+      throw new OutboxError(
+        'LEASE_HELD',
+        'another relay holds the outbox lease; it is released when that relay stops, or expires',
+      );
     }
     const batch = await this.#deps.store.claim(this.#o.batchSize);
     return this.#process(batch);
@@ -331,8 +334,8 @@ export class Relay extends EventEmitter {
           const following = lanes.get(event.key)![r];
           if (following) next.push(following);
         } else {
-          const failure = this.#failure(event, result.error);
-          (failure.delayMs < 0 ? dead : retried).push(failure);
+          const { attempt, deadLetter } = this.#failure(event, result.error);
+          (deadLetter ? dead : retried).push(attempt);
         }
       });
       // Stop between rounds when shutting down, or when the lease can no longer be trusted.
@@ -413,23 +416,18 @@ export class Relay extends EventEmitter {
     return results;
   }
 
-  /** The failed attempt to record; delayMs < 0 means dead-letter now. */
-  #failure(event: ClaimedEvent, error: unknown): FailedAttempt {
+  /** The failed attempt to record, and whether it dead-letters the event (permanent, or out of attempts). */
+  #failure(event: ClaimedEvent, error: unknown): { attempt: FailedAttempt; deadLetter: boolean } {
     const attempts = event.attempts + 1;
     const text = describeError(error);
     const record: AttemptRecord = { at: new Date().toISOString(), error: text, relay: this.id };
     const history = [...event.history, record].slice(-this.#o.historyLimit);
     const permanent = error instanceof PublishError && !error.retryable;
     if (permanent || attempts >= this.#o.maxAttempts) {
-      return { id: event.id, attempts, error: text, history, delayMs: -1 };
+      return { attempt: { id: event.id, attempts, error: text, history, delayMs: 0 }, deadLetter: true };
     }
     const retryAfterMs = error instanceof PublishError ? (error.retryAfterMs ?? 0) : 0;
-    return {
-      id: event.id,
-      attempts,
-      error: text,
-      history,
-      delayMs: backoffDelayMs(attempts, this.#o.backoff, retryAfterMs),
-    };
+    const delayMs = backoffDelayMs(attempts, this.#o.backoff, retryAfterMs);
+    return { attempt: { id: event.id, attempts, error: text, history, delayMs }, deadLetter: false };
   }
 }

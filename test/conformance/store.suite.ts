@@ -194,7 +194,7 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
         {
           published: [],
           retry: [],
-          dead: [{ id: a1!, attempts: 1, error: 'rejected', history, delayMs: -1 }],
+          dead: [{ id: a1!, attempts: 1, error: 'rejected', history, delayMs: 0 }],
         },
         token,
       );

@@ -136,7 +136,7 @@ describe.skipIf(skip)('relay on PostgreSQL', () => {
     await first.start();
     try {
       await expect(outbox.relay(IDLE).runOnce()).rejects.toSatisfy(
-        (e) => e instanceof OutboxError && e.code === 'RELAY_STOPPED',
+        (e) => e instanceof OutboxError && e.code === 'LEASE_HELD',
       );
     } finally {
       await outbox.close();
