@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `outbox` command: migrate, relay, status, demo. Every flag has an OUTBOX_* env twin;
+ * The `outbox` command: migrate, relay, status, purge, demo. Every flag has an OUTBOX_* env twin;
  * `--config` (OUTBOX_CONFIG) points at outbox.config.json. Exit codes: 0 ok, 1 failure,
  * 2 bad configuration or usage.
  */
@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { describeError, OutboxError } from '../core/errors.js';
 import { demoCommand } from './commands/demo.js';
 import { migrateCommand } from './commands/migrate.js';
+import { purgeCommand } from './commands/purge.js';
 import { relayCommand } from './commands/relay.js';
 import { statusCommand } from './commands/status.js';
 
@@ -28,6 +29,7 @@ async function main(argv: string[]): Promise<void> {
   program.addCommand(migrateCommand());
   program.addCommand(relayCommand());
   program.addCommand(statusCommand());
+  program.addCommand(purgeCommand());
   program.addCommand(demoCommand());
   await program.parseAsync(argv);
 }

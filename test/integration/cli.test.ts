@@ -13,12 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromBetterSqlite3 } from '../../src/executors/better-sqlite3.js';
 import { fromPg } from '../../src/executors/pg.js';
 import { createOutbox } from '../../src/index.js';
+import { memoryPublisher, runOnce } from '../../src/testing/index.js';
 import { startStreamCollector } from '../helpers/jetstream.js';
 import { NATS_URL, natsSkip, PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
 
 const bin = new URL('../../dist/cli/main.js', import.meta.url).pathname;
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'outbox-cli-'));
+const event = (i: number) => ({ type: 'order.created', aggregateType: 'order', aggregateId: String(i) });
 
 function outbox(args: string[], env: Record<string, string> = {}) {
   return run(process.execPath, [bin, ...args], {
@@ -68,6 +70,31 @@ describe('outbox CLI on SQLite', () => {
       dead: 0,
       destinations: [{ destination: 'events.order.order.created', pending: 2 }],
     });
+  });
+
+  it('purge deletes published events kept by retention, older than the given age', async () => {
+    const config = join(dir, 'retain.json');
+    const retained = `sqlite:${join(dir, 'retain.db')}`;
+    writeFileSync(config, JSON.stringify({ database: { url: retained, retainPublished: true } }));
+    expect((await outbox(['migrate', '--config', config])).code).toBe(0);
+    const app = createOutbox({
+      database: { url: retained, retainPublished: true },
+      publishers: { memory: memoryPublisher() },
+    });
+    const sqlite = new Database(join(dir, 'retain.db'));
+    sqlite.transaction(() => app.add(fromBetterSqlite3(sqlite), [event(1), event(2)]))();
+    sqlite.close();
+    expect(await runOnce(app)).toMatchObject({ published: 2 });
+    await app.close();
+    expect(JSON.parse((await outbox(['status', '--json', '--config', config])).stdout).published).toBe(2);
+    expect((await outbox(['purge', '--older-than', '1h', '--config', config])).stdout).toMatch(/deleted 0/);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(
+      JSON.parse((await outbox(['purge', '--older-than', '1ms', '--json', '--config', config])).stdout),
+    ).toEqual({ deleted: 2 });
+    const bad = await outbox(['purge', '--older-than', 'soon', '--config', config]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/not a duration/);
   });
 
   it('reads outbox.config.json (path by --config or OUTBOX_CONFIG); flags win over the file', async () => {
