@@ -235,6 +235,7 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
     if (executor.sync) {
       const { statement, result } = prepare();
       if (statement) {
+        // biome-ignore lint/nursery/noFloatingPromises: a synchronous executor returns rows, not a promise
         executor.query(statement.sql, statement.params);
         // A synchronous transaction has committed (or rolled back) before any callback runs:
         // wake local relays then, instead of waiting for their next poll.
