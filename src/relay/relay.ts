@@ -199,15 +199,17 @@ export class Relay extends EventEmitter {
   /** Runs batches until none is due; returns totals. For tests and one-shot jobs. */
   async drain(): Promise<{ published: number; retried: number; dead: number }> {
     const totals = { published: 0, retried: 0, dead: 0 };
-    for (;;) {
-      const report = await this.runOnce();
-      totals.published += report.published.length;
-      totals.retried += report.retried.length;
-      totals.dead += report.dead.length;
-      if (report.claimed === 0 || !report.settled) break;
+    try {
+      for (;;) {
+        const report = await this.runOnce();
+        totals.published += report.published.length;
+        totals.retried += report.retried.length;
+        totals.dead += report.dead.length;
+        if (report.claimed === 0 || !report.settled) return totals;
+      }
+    } finally {
+      await this.#releaseLease();
     }
-    await this.#releaseLease();
-    return totals;
   }
 
   async #loop(): Promise<void> {

@@ -97,6 +97,14 @@ describe('outbox CLI on SQLite', () => {
     expect(bad.stderr).toMatch(/not a duration/);
   });
 
+  it('demo runs the whole system through a receiver outage and reports 0 lost, 0 reordered', async () => {
+    const demo = await outbox(['demo', '--duration', '6'], { OUTBOX_DEMO_RATE: '50' });
+    expect(demo.code, demo.stderr).toBe(0);
+    expect(demo.stdout).toMatch(/lost \(must be 0\)\s+0\s+ok/);
+    expect(demo.stdout).toMatch(/per-key order violations \(must be 0\)\s+0\s+ok/);
+    expect(demo.stdout).toMatch(/retried attempts .*\s[1-9][\d,]*\n/); // the outage really happened
+  });
+
   it('reads outbox.config.json (path by --config or OUTBOX_CONFIG); flags win over the file', async () => {
     const config = join(dir, 'custom.json');
     writeFileSync(config, JSON.stringify({ database: `sqlite:${join(dir, 'other.db')}` }));

@@ -43,8 +43,16 @@ const STEPS = ['order.created', 'order.paid', 'order.shipped'] as const;
 export function demoCommand(): Command {
   return new Command('demo')
     .description('run the whole system for a while on SQLite and a local HTTP receiver, then check it')
-    .addOption(new Option('--duration <seconds>', 'how long the orders service writes').default('40'))
-    .addOption(new Option('--rate <tx-per-second>', 'order transactions per second').default('40'))
+    .addOption(
+      new Option('--duration <seconds>', 'how long the orders service writes')
+        .default('40')
+        .env('OUTBOX_DEMO_DURATION'),
+    )
+    .addOption(
+      new Option('--rate <tx-per-second>', 'order transactions per second')
+        .default('40')
+        .env('OUTBOX_DEMO_RATE'),
+    )
     .action(async (flags: DemoFlags) => {
       const seconds = Number(flags.duration);
       const rate = Number(flags.rate);
