@@ -82,6 +82,16 @@ function walk(value: unknown, path: string, strict: boolean, ancestors: object[]
     if (Number.isNaN(obj.getTime())) fail('PAYLOAD_NOT_FINITE', path, 'is an invalid Date');
     return;
   }
+  // Strict: a class instance is refused even when it has toJSON(): what it becomes is up to
+  // its class (Buffer turns into {type, data}), so the caller converts it explicitly.
+  if (strict && !Array.isArray(obj) && !isPlainObject(obj)) {
+    const name = obj.constructor?.name ?? 'object';
+    fail(
+      'PAYLOAD_NOT_PLAIN',
+      path,
+      `is a ${name} instance; only plain objects, arrays and Dates are accepted (strictPayload)`,
+    );
+  }
   const toJSON = (obj as { toJSON?: unknown }).toJSON;
   if (typeof toJSON === 'function') {
     // JSON.stringify sends what toJSON() returns: that is what must be checked.
@@ -101,14 +111,6 @@ function walk(value: unknown, path: string, strict: boolean, ancestors: object[]
   if (Array.isArray(obj)) {
     for (let i = 0; i < obj.length; i++) walk(obj[i], `${path}[${i}]`, strict, ancestors);
   } else {
-    if (strict && !isPlainObject(obj)) {
-      const name = obj.constructor?.name ?? 'object';
-      fail(
-        'PAYLOAD_NOT_PLAIN',
-        path,
-        `is a ${name} instance; only plain objects, arrays and Dates are accepted (strictPayload)`,
-      );
-    }
     for (const k of Object.keys(obj)) {
       const child = (obj as Record<string, unknown>)[k];
       const childPath = `${path}.${k}`;

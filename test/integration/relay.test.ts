@@ -2,6 +2,7 @@
  * Relay behaviour that spans the loop and the database: wake-ups (NOTIFY at commit on PostgreSQL,
  * local adds on SQLite), one owner at a time, and graceful stop.
  */
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,7 +134,9 @@ describe.skipIf(skip)('relay on PostgreSQL', () => {
     });
     await outbox.migrate();
     const first = outbox.relay(IDLE);
+    const acquired = once(first, 'lease');
     await first.start();
+    await acquired;
     try {
       await expect(outbox.relay(IDLE).runOnce()).rejects.toSatisfy(
         (e) => e instanceof OutboxError && e.code === 'LEASE_HELD',
