@@ -15,7 +15,7 @@ import { fromBetterSqlite3 } from '../../executors/better-sqlite3.js';
 import { createOutbox } from '../../outbox.js';
 import { silentLogger } from '../../relay/logger.js';
 import { checkDelivery, type LedgerEntry } from '../../testing/delivery-check.js';
-import { startDemoReceiver } from '../demo/receiver.js';
+import { type ReceiverMode, startDemoReceiver } from '../demo/receiver.js';
 import { formatSummary } from '../demo/report.js';
 
 interface DemoFlags {
@@ -156,10 +156,16 @@ async function runDemo(seconds: number, rate: number): Promise<number> {
     );
     const progressTimer = setInterval(progress, tty ? 200 : 5000);
     const producer = setInterval(tick, 1000 / rate);
+    const switchReceiver = (mode: ReceiverMode, note: string) => {
+      void receiver.setMode(mode);
+      process.stderr.write(
+        `${tty ? '\n' : ''}${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s  receiver: ${note}\n`,
+      );
+    };
     const outage = [
-      setTimeout(() => void receiver.setMode('503'), seconds * 400),
-      setTimeout(() => void receiver.setMode('refusing'), seconds * 500),
-      setTimeout(() => void receiver.setMode('up'), seconds * 600),
+      setTimeout(() => switchReceiver('503', 'answering 503 Service Unavailable'), seconds * 400),
+      setTimeout(() => switchReceiver('refusing', 'down, refusing connections'), seconds * 500),
+      setTimeout(() => switchReceiver('up', 'back up'), seconds * 600),
     ];
     await new Promise((r) => setTimeout(r, seconds * 1000));
     clearInterval(producer);
@@ -177,7 +183,13 @@ async function runDemo(seconds: number, rate: number): Promise<number> {
 
     const dead = new Set((await outbox.store.list({ status: 'dead', limit: 1_000_000 })).map((e) => e.id));
     const result = checkDelivery(ledger, receiver.receptions, dead);
-    console.log(formatSummary(result, { seconds, retried, badSignatures: receiver.badSignatures }));
+    const outageStart = started + seconds * 400;
+    const steady = checkDelivery(
+      ledger.filter((e) => e.committedAt < outageStart - 1000),
+      receiver.receptions,
+      dead,
+    );
+    console.log(formatSummary(result, { seconds, retried, badSignatures: receiver.badSignatures, steady }));
     const ok = result.lost === 0 && result.orderViolations === 0;
     console.log(
       ok
