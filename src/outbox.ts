@@ -9,6 +9,7 @@ import {
   type PublisherConfig,
   parseConfig,
   publisherConfigSchema,
+  publisherSchemas,
   relaySchema,
   routeSchema,
 } from './core/config.js';
@@ -59,6 +60,10 @@ export interface Outbox {
   add(executor: SyncExecutor, events: readonly OutboxEvent[]): string[];
   add(executor: AsyncExecutor, event: OutboxEvent): Promise<string>;
   add(executor: AsyncExecutor, events: readonly OutboxEvent[]): Promise<string[]>;
+  add(
+    executor: Executor,
+    events: OutboxEvent | readonly OutboxEvent[],
+  ): string | string[] | Promise<string | string[]>;
   /** A relay over this outbox's store, routes and publishers. */
   relay(options?: RelayOptions): Relay;
   /** Creates or upgrades the schema. */
@@ -80,7 +85,11 @@ function isPublisher(value: unknown): value is Publisher {
 export function storeFromUrl(config: string | DatabaseConfig): Store {
   const options = typeof config === 'string' ? { url: config } : config;
   const { url, ...rest } = options;
-  if (/^postgres(ql)?:\/\//i.test(url)) return postgresStore({ ...rest, url });
+  if (/^postgres(ql)?:\/\//i.test(url)) {
+    if ('busyTimeoutMs' in rest)
+      throw new OutboxError('INVALID_CONFIG', 'database.busyTimeoutMs applies to SQLite only');
+    return postgresStore({ ...rest, url });
+  }
   if (/^sqlite:/i.test(url)) {
     const path = url.replace(/^sqlite:(\/\/)?/i, '');
     if (!path || path === ':memory:') {
@@ -95,7 +104,12 @@ export function storeFromUrl(config: string | DatabaseConfig): Store {
         'database.schema, notify and poolSize apply to PostgreSQL only',
       );
     }
-    return sqliteStore({ path, table: rest.table, retainPublished: rest.retainPublished });
+    return sqliteStore({
+      path,
+      table: rest.table,
+      retainPublished: rest.retainPublished,
+      busyTimeoutMs: rest.busyTimeoutMs,
+    });
   }
   throw new OutboxError(
     'UNSUPPORTED_URL',
@@ -103,12 +117,12 @@ export function storeFromUrl(config: string | DatabaseConfig): Store {
   );
 }
 
-/** A publisher from a URL: `nats://…` (JetStream) or `http(s)://…` (webhook). */
-export function publisherFromUrl(config: string | PublisherConfig): Publisher {
+/** A publisher from a URL: `nats://…` (JetStream) or `http(s)://…` (webhook), its options checked. */
+export function publisherFromUrl(config: string | PublisherConfig, where = 'publisher'): Publisher {
   const options = typeof config === 'string' ? { url: config } : config;
   const kind = kindOfUrl(options.url);
-  if (kind === 'nats') return natsPublisher(options);
-  if (kind === 'http') return httpPublisher(options as PublisherConfig & { url: string });
+  if (kind === 'nats') return natsPublisher(parseConfig(publisherSchemas.nats, options, where));
+  if (kind === 'http') return httpPublisher(parseConfig(publisherSchemas.http, options, where));
   throw new OutboxError(
     'UNSUPPORTED_URL',
     `broker URL "${options.url}" is not supported (use nats://… or http(s)://…)`,
@@ -157,7 +171,7 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
         typeof entry === 'string'
           ? entry
           : parseConfig(publisherConfigSchema, entry, `config.publishers.${name}`);
-      const publisher = publisherFromUrl(parsed);
+      const publisher = publisherFromUrl(parsed, `config.publishers.${name}`);
       publishers.set(name, publisher);
       owned.push(publisher);
     }
@@ -258,11 +272,18 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
     store,
     add: add as Outbox['add'],
     relay(options: RelayOptions = {}): Relay {
+      if (publishers.size === 0) {
+        throw new OutboxError(
+          'INVALID_CONFIG',
+          'a relay needs publishers: configure `publishers` (or pass --broker)',
+        );
+      }
       const relay = new Relay(
         { store, publishers, router },
         { ...config.relay, ...options, logger: options.logger ?? logger },
       );
       relays.add(relay);
+      relay.once('stopped', () => relays.delete(relay));
       return relay;
     },
     migrate: () => store.migrate(),

@@ -10,6 +10,9 @@ export interface BackoffOptions {
   readonly capMs: number;
 }
 
+/** The longest Retry-After honoured (24 h). */
+export const MAX_RETRY_AFTER_MS = 24 * 60 * 60 * 1000;
+
 export const DEFAULT_BACKOFF: BackoffOptions = Object.freeze({ baseMs: 500, capMs: 60_000 });
 
 /**
@@ -24,5 +27,7 @@ export function backoffDelayMs(
 ): number {
   const exponent = Math.min(Math.max(attempts - 1, 0), 30);
   const ceiling = Math.min(options.capMs, options.baseMs * 2 ** exponent);
-  return Math.max(Math.floor(random() * ceiling), retryAfterMs);
+  // A receiver's Retry-After is honoured up to a day: an absurd one must not overflow the schedule.
+  const floor = Number.isFinite(retryAfterMs) ? Math.min(Math.max(retryAfterMs, 0), MAX_RETRY_AFTER_MS) : 0;
+  return Math.max(Math.floor(random() * ceiling), floor);
 }

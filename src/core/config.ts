@@ -5,6 +5,10 @@
 import { z } from 'zod';
 import { OutboxError } from './errors.js';
 
+function positiveInt() {
+  return z.number().int().positive();
+}
+
 const glob = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
 
 export const routeSchema = z.strictObject({
@@ -22,9 +26,27 @@ export const databaseSchema = z.strictObject({
   notify: z.boolean().optional(),
   retainPublished: z.boolean().optional(),
   poolSize: z.number().int().positive().optional(),
+  busyTimeoutMs: z.number().int().positive().optional(),
 });
 
-/** A publisher given by URL, with its options (secret, headers, timeoutMs, source, …). */
+const publisherCommon = {
+  url: z.string().min(1),
+  source: z.string().min(1).optional(),
+  timeoutMs: positiveInt().optional(),
+};
+
+/** Options per publisher kind: strict, so a misspelt `secret` is an error, not an unsigned webhook. */
+export const publisherSchemas = {
+  nats: z.strictObject(publisherCommon),
+  http: z.strictObject({
+    ...publisherCommon,
+    secret: z.string().min(1).optional(),
+    headers: z.record(z.string(), z.string()).optional(),
+    concurrency: positiveInt().optional(),
+  }),
+} as const;
+
+/** A publisher given by URL, with its options; checked against its kind's schema by createOutbox(). */
 export const publisherConfigSchema = z.looseObject({ url: z.string().min(1) });
 
 const positive = z.number().int().positive();
@@ -37,6 +59,7 @@ export const relaySchema = z.strictObject({
   leaseTtlMs: positive.optional(),
   historyLimit: positive.optional(),
   shutdownTimeoutMs: positive.optional(),
+  publishTimeoutMs: positive.optional(),
   relayId: z.string().min(1).optional(),
 });
 

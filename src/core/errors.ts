@@ -105,6 +105,9 @@ export function describeError(error: unknown, maxLength = 500): string {
   } else {
     text = String(error);
   }
-  text = text.replace(/\s+/g, ' ').trim();
+  // It is stored with the event: no NUL (PostgreSQL refuses it) and no lone surrogates.
+  text = (text.replace(/\s+/g, ' ').replace(/\0/g, '\uFFFD') as string & { toWellFormed(): string })
+    .toWellFormed()
+    .trim();
   return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
 }

@@ -154,6 +154,10 @@ function prepareOne(input: unknown, path: string, options: PrepareOptions): Prep
   if (e.availableAt !== undefined && e.availableAt !== null) {
     if (!(e.availableAt instanceof Date) || Number.isNaN(e.availableAt.getTime()))
       invalid('INVALID_AVAILABLE_AT', path, '.availableAt must be a valid Date');
+    const year = e.availableAt.getUTCFullYear();
+    // PostgreSQL would refuse it mid-transaction (22008): refuse it here instead.
+    if (year < 1 || year > 9999)
+      invalid('INVALID_AVAILABLE_AT', path, '.availableAt must fall in the years 1 to 9999');
     availableAt = e.availableAt;
   }
 

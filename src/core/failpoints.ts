@@ -1,7 +1,7 @@
 /**
  * Failpoints: named places in the relay where a test can make the process sleep, fail or crash,
  * so races are forced instead of hoped for. Inert unless OUTBOX_FAILPOINTS is set, e.g.
- *   OUTBOX_FAILPOINTS='relay.after-publish=sleep(200),relay.before-settle=crash'
+ *   OUTBOX_FAILPOINTS='relay.after-publish=sleep(200),relay.after-settle=crash'
  * Actions: sleep(ms), error (throws), crash (SIGKILL of this process).
  */
 import { OutboxError } from './errors.js';

@@ -134,6 +134,10 @@ export interface DestinationStats {
   readonly dead: number;
   /** Published events still kept by retention. */
   readonly published: number;
+  /**
+   * The lag: how long the oldest undelivered event has waited since it was due (since it was
+   * added, for one that has failed). Delayed events not yet due do not count.
+   */
   readonly oldestPendingAgeMs: number | null;
 }
 

@@ -55,8 +55,10 @@ export interface RelayOptions {
   readonly leaseTtlMs?: number;
   /** Failed attempts kept per event (default 10, the most recent). */
   readonly historyLimit?: number;
-  /** How long stop() waits for the batch in flight before giving up on it (default 10 s). */
+  /** How long stop() waits for the batch in flight before giving up on it (default 15 s). */
   readonly shutdownTimeoutMs?: number;
+  /** Longest a publisher's publish() call may take before its messages count as failed (default 30 s). */
+  readonly publishTimeoutMs?: number;
   /** This relay's id, recorded in leases and attempt histories (default host:pid:random). */
   readonly relayId?: string;
   readonly logger?: Logger;
@@ -68,7 +70,8 @@ export const RELAY_DEFAULTS = Object.freeze({
   pollIntervalMs: 250,
   leaseTtlMs: 10_000,
   historyLimit: 10,
-  shutdownTimeoutMs: 10_000,
+  shutdownTimeoutMs: 15_000,
+  publishTimeoutMs: 30_000,
 });
 
 /** What one batch did; emitted as 'batch' and returned by runOnce(). */
@@ -105,6 +108,8 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
  */
 export class Relay extends EventEmitter {
   readonly id: string;
+  /** Lease owner: unique per Relay object, so two processes sharing a configured relayId never share a lease. */
+  readonly #owner: string;
   readonly #deps: RelayDependencies;
   readonly #o: Required<Omit<RelayOptions, 'backoff' | 'logger' | 'relayId'>> & { backoff: BackoffOptions };
   readonly #log: Logger;
@@ -124,20 +129,20 @@ export class Relay extends EventEmitter {
     const backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     positiveInt('backoff.baseMs', backoff.baseMs, 1);
     positiveInt('backoff.capMs', backoff.capMs, 1);
+    const setting = (name: keyof typeof RELAY_DEFAULTS) =>
+      positiveInt(name, options[name], RELAY_DEFAULTS[name]);
     this.#o = {
-      batchSize: positiveInt('batchSize', options.batchSize, RELAY_DEFAULTS.batchSize),
-      maxAttempts: positiveInt('maxAttempts', options.maxAttempts, RELAY_DEFAULTS.maxAttempts),
-      pollIntervalMs: positiveInt('pollIntervalMs', options.pollIntervalMs, RELAY_DEFAULTS.pollIntervalMs),
-      leaseTtlMs: positiveInt('leaseTtlMs', options.leaseTtlMs, RELAY_DEFAULTS.leaseTtlMs),
-      historyLimit: positiveInt('historyLimit', options.historyLimit, RELAY_DEFAULTS.historyLimit),
-      shutdownTimeoutMs: positiveInt(
-        'shutdownTimeoutMs',
-        options.shutdownTimeoutMs,
-        RELAY_DEFAULTS.shutdownTimeoutMs,
-      ),
+      batchSize: setting('batchSize'),
+      maxAttempts: setting('maxAttempts'),
+      pollIntervalMs: setting('pollIntervalMs'),
+      leaseTtlMs: setting('leaseTtlMs'),
+      historyLimit: setting('historyLimit'),
+      shutdownTimeoutMs: setting('shutdownTimeoutMs'),
+      publishTimeoutMs: setting('publishTimeoutMs'),
       backoff,
     };
-    this.id = options.relayId ?? `${hostname()}:${process.pid}:${uuidv7().slice(-8)}`;
+    this.id = options.relayId ?? `${hostname()}:${process.pid}`;
+    this.#owner = `${this.id}:${uuidv7().slice(-12)}`;
   }
 
   /** Starts the loop in the background (idempotent). Errors go to the logger and 'error' events. */
@@ -145,7 +150,7 @@ export class Relay extends EventEmitter {
     if (this.#running) return;
     this.#stopping = false;
     await this.#deps.store.checkSchema();
-    if (this.#deps.store.listen) {
+    if (this.#deps.store.listen && this.#deps.store.capabilities.listenNotify) {
       const listener = await this.#deps.store.listen(() => this.wake());
       this.#unlisten = () => listener.close();
     }
@@ -171,9 +176,12 @@ export class Relay extends EventEmitter {
       const outcome = await Promise.race([running.then(() => 'done' as const), timedOut]);
       clearTimeout(timer);
       if (outcome === 'timeout') {
+        // A round may still be publishing: keep the lease (it expires by itself) so that no other
+        // relay publishes the same keys meanwhile.
         this.#log.warn('relay.stop timed out waiting for the batch in flight; its events stay pending', {
           relay: this.id,
         });
+        this.#forgetLease();
       }
     }
     this.#running = undefined;
@@ -182,6 +190,7 @@ export class Relay extends EventEmitter {
     );
     this.#unlisten = undefined;
     await this.#releaseLease();
+    this.emit('stopped');
   }
 
   /** Acquires the lease if needed, then claims, publishes and settles one batch. */
@@ -217,7 +226,8 @@ export class Relay extends EventEmitter {
     while (!this.#stopping) {
       try {
         if (!(await this.#holdLease())) {
-          await this.#sleep(Math.max(this.#o.leaseTtlMs / 4, this.#o.pollIntervalMs));
+          // A standby: commits must not make it hammer the lease row, so only stop() wakes it.
+          await this.#sleep(Math.max(this.#o.leaseTtlMs / 4, this.#o.pollIntervalMs), false);
           continue;
         }
         const batch = await this.#deps.store.claim(this.#o.batchSize);
@@ -226,29 +236,31 @@ export class Relay extends EventEmitter {
         if (batch.length < this.#o.batchSize) await this.#sleep(this.#o.pollIntervalMs);
       } catch (error) {
         this.#log.error('relay loop failed; retrying', { relay: this.id, error: describeError(error) });
-        this.emit('error', error);
+        // EventEmitter throws an 'error' nobody listens to: that must not end the loop.
+        if (this.listenerCount('error') > 0) this.emit('error', error);
         await this.#sleep(errorSleep);
         errorSleep = Math.min(errorSleep * 2, ERROR_SLEEP_MAX_MS);
       }
     }
   }
 
-  /** Sleeps up to `ms`, waking early for wake() and stop(); returns at once if a wake is pending. */
-  #sleep(ms: number): Promise<void> {
-    if (this.#wakePending || this.#stopping) {
-      this.#wakePending = false;
+  /** Sleeps up to `ms`, waking early for stop() and, when `wakeable`, for wake() (also one already pending). */
+  #sleep(ms: number, wakeable = true): Promise<void> {
+    if (this.#stopping || (wakeable && this.#wakePending)) {
+      if (wakeable) this.#wakePending = false;
       return Promise.resolve();
     }
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done() {
+      const done = () => {
         clearTimeout(timer);
-        self.#wake = undefined;
-        self.#wakePending = false;
+        this.#wake = undefined;
+        if (wakeable) this.#wakePending = false;
         resolve();
-      }
-      this.#wake = done;
+      };
+      const timer = setTimeout(done, ms);
+      this.#wake = () => {
+        if (wakeable || this.#stopping) done();
+      };
     });
   }
 
@@ -261,7 +273,7 @@ export class Relay extends EventEmitter {
       return true;
     }
     if (this.#lease) this.#loseLease('renewal refused');
-    const lease = await store.acquireLease(this.id, this.#o.leaseTtlMs);
+    const lease = await store.acquireLease(this.#owner, this.#o.leaseTtlMs);
     if (!lease) return false;
     this.#lease = lease;
     this.#leaseValidUntil = startedAt + this.#o.leaseTtlMs * 0.9;
@@ -295,12 +307,18 @@ export class Relay extends EventEmitter {
     this.emit('lease', 'lost');
   }
 
-  async #releaseLease(): Promise<void> {
+  /** Stops renewing and forgets the lease without releasing it: it expires by itself. */
+  #forgetLease(): LeaseToken | null {
     clearInterval(this.#renewTimer);
     this.#renewTimer = undefined;
     const lease = this.#lease;
     this.#lease = null;
     this.#leaseValidUntil = 0;
+    return lease;
+  }
+
+  async #releaseLease(): Promise<void> {
+    const lease = this.#forgetLease();
     if (!lease) return;
     try {
       await this.#deps.store.releaseLease(lease);
@@ -315,7 +333,9 @@ export class Relay extends EventEmitter {
 
   async #process(batch: readonly ClaimedEvent[]): Promise<BatchReport> {
     await failpoint('relay.after-claim');
-    const lease = this.#lease!;
+    const lease = this.#lease;
+    // The background renewal may have lost the lease while claim() ran: publish nothing then.
+    if (!lease) return { claimed: batch.length, published: [], retried: [], dead: [], settled: false };
     const lanes = new Map<string, ClaimedEvent[]>();
     for (const event of batch) {
       const lane = lanes.get(event.key);
@@ -402,7 +422,7 @@ export class Relay extends EventEmitter {
       [...groups].map(async ([publisher, { indexes, messages }]) => {
         let outcome: PublishResult[];
         try {
-          outcome = await publisher.publish(messages);
+          outcome = await this.#withTimeout(publisher.publish(messages), publisher.kind);
           if (outcome.length !== messages.length)
             throw new Error(
               `publisher "${publisher.kind}" returned ${outcome.length} results for ${messages.length} messages`,
@@ -416,6 +436,19 @@ export class Relay extends EventEmitter {
       }),
     );
     return results;
+  }
+
+  /** publish() under the relay's limit: a call that never settles must not hold every key forever. */
+  #withTimeout<T>(promise: Promise<T>, kind: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const limit = this.#o.publishTimeoutMs;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new PublishError(`publisher "${kind}" did not answer within ${limit} ms`)),
+        limit,
+      );
+    });
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** The failed attempt to record, and whether it dead-letters the event (permanent, or out of attempts). */

@@ -373,8 +373,8 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
         count(*) FILTER (WHERE status = 'pending' AND attempts > 0) AS retrying,
         count(*) FILTER (WHERE status = 'dead') AS dead,
         count(*) FILTER (WHERE status = 'published') AS published,
-        greatest(0, floor(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending')) * 1000))
-          AS oldest_pending_age_ms
+        greatest(0, floor(extract(epoch FROM now() - min(CASE WHEN attempts > 0 THEN created_at ELSE available_at END)
+          FILTER (WHERE status = 'pending' AND (attempts > 0 OR available_at <= now()))) * 1000)) AS oldest_pending_age_ms
       FROM ${t} GROUP BY destination ORDER BY destination`,
     get: `SELECT ${record} FROM ${t} WHERE id = $1`,
     listAll: `SELECT ${record} FROM ${t} ORDER BY seq LIMIT $1`,

@@ -33,6 +33,7 @@ export interface SqliteDatabaseLike {
   transaction<F extends (...args: never[]) => unknown>(fn: F): F & { immediate: F };
   close(): unknown;
   readonly open: boolean;
+  readonly inTransaction: boolean;
 }
 
 export interface SqliteStoreOptions {
@@ -232,6 +233,9 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
 
     async claim(limit: number): Promise<ClaimedEvent[]> {
       const conn = await open();
+      // A connection shared with the application sees the application's uncommitted rows while a
+      // transaction is open on it: claim nothing then, the next poll comes soon enough.
+      if (conn.inTransaction) return [];
       return (conn.prepare(claimSql).all({ now: Date.now(), limit }) as Row[]).map(toClaimed);
     },
 
@@ -318,7 +322,8 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
             sum(status = 'pending' AND attempts > 0) AS retrying,
             sum(status = 'dead') AS dead,
             sum(status = 'published') AS published,
-            @now - min(CASE WHEN status = 'pending' THEN created_at END) AS oldest_pending_age_ms
+            @now - min(CASE WHEN status = 'pending' AND attempts > 0 THEN created_at
+              WHEN status = 'pending' AND available_at <= @now THEN available_at END) AS oldest_pending_age_ms
           FROM ${t} GROUP BY destination ORDER BY destination`)
         .all({ now: Date.now() }) as Array<Record<string, number | string | null>>;
       return summarizeStats(rows);

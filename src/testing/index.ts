@@ -25,5 +25,6 @@ export function runOnce(
   outbox: Outbox,
   options: RelayOptions = {},
 ): Promise<{ published: number; retried: number; dead: number }> {
-  return outbox.relay(options).drain();
+  const relay = outbox.relay(options);
+  return relay.drain().finally(() => relay.stop());
 }

@@ -304,6 +304,66 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       expect(dead!.history[0]!.relay).toBe(relay.id);
     });
 
+    it('records what a failure says, safely: Retry-After as a floor, NUL-free errors, bounded history', async () => {
+      const publisher = memoryPublisher();
+      outbox = createOutbox({ database: store, publishers: { memory: publisher } });
+      const [later, nul, huge] = await addCommitted([order('later'), order('nul'), order('huge')]);
+      publisher.behaviour = (m) =>
+        m.key === 'order:later'
+          ? new PublishError('busy', { retryAfterMs: 30_000 })
+          : m.key === 'order:nul'
+            ? new Error('receiver said \u0000 and \ud800')
+            : new PublishError('absurd', { retryAfterMs: Number.POSITIVE_INFINITY });
+      const relay = outbox.relay({
+        maxAttempts: 100,
+        historyLimit: 3,
+        backoff: { baseMs: 1, capMs: 1 },
+        logger: silentLogger,
+      });
+      const report = await relay.runOnce();
+      expect(report.settled).toBe(true);
+      expect((await store.get(later!))!.availableAt.getTime()).toBeGreaterThan(Date.now() + 25_000);
+      expect((await store.get(nul!))!.lastError).toBe('receiver said \ufffd and \ufffd');
+      expect((await store.get(huge!))!.attempts).toBe(1);
+      // Five more failures of the same event: the history keeps the last three.
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 5));
+        await relay.runOnce();
+      }
+      const record = await store.get(nul!);
+      expect(record!.attempts).toBe(6);
+      expect(record!.history).toHaveLength(3);
+      await relay.stop();
+    });
+
+    it('a relay survives store errors with no error listener, and keeps publishing', async () => {
+      const publisher = memoryPublisher();
+      let failures = 2;
+      // The real store, whose claim() fails twice.
+      const flaky = new Proxy(store, {
+        get(target, property) {
+          if (property === 'claim') {
+            return (limit: number) =>
+              failures-- > 0 ? Promise.reject(new Error('database went away')) : target.claim(limit);
+          }
+          const value = Reflect.get(target, property);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const relayOutbox = createOutbox({ database: flaky, publishers: { memory: publisher } });
+      await addCommitted(order('survivor'));
+      const relay = relayOutbox.relay({ pollIntervalMs: 20, logger: silentLogger });
+      await relay.start();
+      try {
+        for (let i = 0; i < 500 && publisher.messages.length === 0; i++)
+          await new Promise((r) => setTimeout(r, 10));
+        expect(publisher.messages.map((m) => m.key)).toEqual(['order:survivor']);
+        expect(failures).toBeLessThan(0);
+      } finally {
+        await relay.stop();
+      }
+    });
+
     describe('bad input is refused with a typed error before any SQL', () => {
       const circular: Record<string, unknown> = {};
       circular.self = circular;
@@ -337,6 +397,11 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
         ['destination with a space', { ...order(1), destination: 'events.a b' }, 'INVALID_DESTINATION'],
         ['invalid id', { ...order(1), id: 'not-a-uuid' }, 'INVALID_ID'],
         ['invalid availableAt', { ...order(1), availableAt: new Date('nope') }, 'INVALID_AVAILABLE_AT'],
+        [
+          'availableAt beyond year 9999',
+          { ...order(1), availableAt: new Date('+010000-01-01') },
+          'INVALID_AVAILABLE_AT',
+        ],
       ];
       for (const [label, event, code] of cases) {
         it(`${label} → ${code}`, async () => {

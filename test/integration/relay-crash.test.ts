@@ -144,6 +144,7 @@ describe.skipIf(skip)('relay crash (child process, SIGKILL)', () => {
       `crash: ${JSON.stringify({ received: collector.receptions.length, lost: result.lost, duplicates: result.duplicates, duplicatedIds: duplicated.length, inFlightAtKills: inFlightAtKills.size, orderViolations: result.orderViolations })}`,
     );
     expect(result.lost).toBe(0);
+    expect(result.orderViolations).toBe(0);
     expect(duplicated.length, 'kills inside the ack→settle window produce duplicates').toBeGreaterThan(0);
     expect(duplicated.filter((id) => !inFlightAtKills.has(id))).toEqual([]);
     expect((await store.stats()).pending).toBe(0);

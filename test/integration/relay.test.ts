@@ -4,6 +4,8 @@
  */
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -82,6 +84,64 @@ describe('relay on SQLite', () => {
   });
 });
 
+describe('relay with real publishers and slow ones', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'outbox-relay-http-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('an HTTP 400 dead-letters at once, with the status in the history; a 503 retries', async () => {
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(req.url?.includes('bad') ? 400 : 503).end('nope'));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const outbox = createOutbox({
+      database: `sqlite:${join(dir, 'http.db')}`,
+      publishers: { hook: { url: `http://127.0.0.1:${port}/{destination}` } },
+    });
+    await outbox.migrate();
+    const db = new Database(join(dir, 'http.db'));
+    try {
+      const [bad, busy] = db.transaction(() =>
+        outbox.add(fromBetterSqlite3(db), [
+          { type: 'x', key: 'a', destination: 'bad' },
+          { type: 'x', key: 'b', destination: 'busy' },
+        ]),
+      )();
+      const report = await outbox.relay({ logger: silentLogger }).runOnce();
+      expect(report.dead.map((d) => d.id)).toEqual([bad]);
+      expect(report.retried.map((d) => d.id)).toEqual([busy]);
+      const dead = await outbox.store.get(bad!);
+      expect(dead).toMatchObject({ status: 'dead', attempts: 1 });
+      expect(dead!.history[0]!.error).toMatch(/400/);
+    } finally {
+      await outbox.close();
+      db.close();
+      server.close();
+    }
+  });
+
+  it('a publish() that never answers counts as a failure after publishTimeoutMs', async () => {
+    const publisher = memoryPublisher();
+    publisher.behaviour = () => new Promise(() => {}); // hangs forever
+    const outbox = createOutbox({
+      database: `sqlite:${join(dir, 'hang.db')}`,
+      publishers: { memory: publisher },
+    });
+    await outbox.migrate();
+    const db = new Database(join(dir, 'hang.db'));
+    try {
+      db.transaction(() => outbox.add(fromBetterSqlite3(db), event(1)))();
+      const report = await outbox.relay({ publishTimeoutMs: 200, logger: silentLogger }).runOnce();
+      expect(report.retried).toHaveLength(1);
+      expect(report.retried[0]!.error).toMatch(/did not answer within 200 ms/);
+    } finally {
+      await outbox.close();
+      db.close();
+    }
+  });
+});
+
 const skip = await pgSkip();
 
 describe.skipIf(skip)('relay on PostgreSQL', () => {
@@ -124,6 +184,23 @@ describe.skipIf(skip)('relay on PostgreSQL', () => {
       } finally {
         await outbox.close();
       }
+    }
+  });
+
+  it('two relays configured with the same relayId still never share the lease', async () => {
+    const outbox = createOutbox({
+      database: postgresStore({ pool, schema, table: uniqueName('outbox') }),
+      publishers: { memory: memoryPublisher() },
+      relay: { relayId: 'relay-1', logger: silentLogger },
+    });
+    await outbox.migrate();
+    try {
+      await outbox.relay().runOnce();
+      await expect(outbox.relay().runOnce()).rejects.toSatisfy(
+        (e) => e instanceof OutboxError && e.code === 'LEASE_HELD',
+      );
+    } finally {
+      await outbox.close();
     }
   });
 

@@ -295,3 +295,27 @@ describe('add() guards the handle before anything else', () => {
     );
   });
 });
+
+describe('publishers and relays are checked when the outbox is created', () => {
+  it('a misspelt publisher option is INVALID_CONFIG, not an unsigned webhook', () => {
+    expectOutboxError(
+      () =>
+        createOutbox({
+          database: DB,
+          publishers: { hook: { url: 'https://h.example/in', secrett: 'whsec_x' } },
+        }),
+      'INVALID_CONFIG',
+      'config.publishers.hook',
+    );
+    expectOutboxError(
+      () =>
+        createOutbox({ database: DB, publishers: { bus: { url: 'nats://127.0.0.1:4222', secret: 'x' } } }),
+      'INVALID_CONFIG',
+      'config.publishers.bus',
+    );
+  });
+
+  it('a relay with no publisher to deliver to is INVALID_CONFIG', () => {
+    expectOutboxError(() => createOutbox({ database: DB }).relay(), 'INVALID_CONFIG', 'publishers');
+  });
+});
