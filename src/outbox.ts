@@ -98,10 +98,10 @@ export function storeFromUrl(config: string | DatabaseConfig): Store {
         `database URL "${url}" names no file (the relay needs a file it can share)`,
       );
     }
-    if ('schema' in rest || 'notify' in rest || 'poolSize' in rest) {
+    if ('schema' in rest || 'notify' in rest || 'poolSize' in rest || 'prepareStatements' in rest) {
       throw new OutboxError(
         'INVALID_CONFIG',
-        'database.schema, notify and poolSize apply to PostgreSQL only',
+        'database.schema, notify, poolSize and prepareStatements apply to PostgreSQL only',
       );
     }
     return sqliteStore({

@@ -27,6 +27,7 @@ export const databaseSchema = z.strictObject({
   retainPublished: z.boolean().optional(),
   poolSize: z.number().int().positive().optional(),
   busyTimeoutMs: z.number().int().positive().optional(),
+  prepareStatements: z.boolean().optional(),
 });
 
 const publisherCommon = {

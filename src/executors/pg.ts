@@ -3,15 +3,24 @@
  * transaction. Describes the client structurally, so this file never loads `pg`.
  */
 import type { AsyncExecutor, SqlRow, TransactionState } from '../core/ports.js';
+import { statementName } from '../core/sql.js';
 
 /**
  * A node-postgres `Client` or `PoolClient` (a `Pool` also fits, but it cannot hold a
  * transaction, so `add()` refuses it).
  */
 export interface PgClientLike {
-  query(sql: string, params?: unknown[]): Promise<{ rows: SqlRow[] }>;
+  query(config: { name?: string; text: string; values?: unknown[] }): Promise<{ rows: SqlRow[] }>;
   /** node-postgres ≥ 8.11: 'I' idle, 'T' in a transaction, 'E' in a failed transaction. */
   getTransactionStatus?(): string | null;
+}
+
+export interface FromPgOptions {
+  /**
+   * Send add()'s statement as a named prepared statement (default true). Turn off behind a pooler
+   * that cannot keep prepared statements (pgbouncer in transaction mode before 1.21).
+   */
+  readonly prepareStatements?: boolean;
 }
 
 const TRANSACTION_STATES: Readonly<Record<string, TransactionState>> = {
@@ -39,12 +48,16 @@ const TRANSACTION_STATES: Readonly<Record<string, TransactionState>> = {
  *   client.release();
  * }
  */
-export function fromPg(client: PgClientLike): AsyncExecutor {
+export function fromPg(client: PgClientLike, options: FromPgOptions = {}): AsyncExecutor {
+  const prepare = options.prepareStatements ?? true;
   return {
     dialect: 'postgres',
     sync: false,
     async query(sql, params) {
-      return (await client.query(sql, params as unknown[])).rows;
+      const values = params as unknown[];
+      // Named: the connection parses and plans add()'s INSERT once, then only binds it.
+      const config = prepare ? { name: statementName(sql), text: sql, values } : { text: sql, values };
+      return (await client.query(config)).rows;
     },
     transactionState() {
       if (typeof client.getTransactionStatus === 'function') {

@@ -218,6 +218,9 @@ function connectOptionsOf(url: string, timeoutMs: number): NodeConnectionOptions
     timeout: timeoutMs,
     // A relay outlives broker restarts: keep reconnecting; publishes fail (retryably) meanwhile.
     maxReconnectAttempts: -1,
+    // Async stack traces cost a fifth of the relay's CPU in a JetStream drain (measured); the
+    // errors keep their messages.
+    noAsyncTraces: true,
   };
   if (u.protocol === 'tls:') options.tls = {};
   if (u.username && u.password) {

@@ -49,7 +49,7 @@ CREATE TABLE ${t} (
   published_at timestamptz
 );
 CREATE INDEX ${q(`${table}_pend_idx`)} ON ${t} (seq) WHERE status = 'pending';
-CREATE INDEX ${q(`${table}_key_idx`)} ON ${t} (key, available_at) WHERE status = 'pending';
+CREATE INDEX ${q(`${table}_due_idx`)} ON ${t} (available_at) WHERE status = 'pending';
 CREATE INDEX ${q(`${table}_pub_idx`)} ON ${t} (published_at) WHERE status = 'published';
 CREATE INDEX ${q(`${table}_dead_idx`)} ON ${t} (seq) WHERE status = 'dead';
 CREATE TABLE ${q(schema)}.${q(`${table}_leases`)} (

@@ -26,6 +26,7 @@ import type {
   Store,
   StoreCapabilities,
 } from '../core/ports.js';
+import { statementName } from '../core/sql.js';
 import { assertIdentifier, summarizeStats } from './common.js';
 import { checkPostgresSchema, migratePostgres } from './postgres-migrations.js';
 
@@ -44,9 +45,17 @@ export interface PgPoolClientLike {
   on(event: 'end', listener: () => void): unknown;
 }
 
+/** A named (prepared) statement, as node-postgres takes it. */
+export interface PgQueryConfigLike {
+  name?: string;
+  text: string;
+  values?: unknown[];
+}
+
 /** A node-postgres `Pool` (or anything shaped like it). */
 export interface PgPoolLike {
   query(sql: string, params?: unknown[]): Promise<PgQueryResultLike>;
+  query(config: PgQueryConfigLike): Promise<PgQueryResultLike>;
   connect(): Promise<PgPoolClientLike>;
   end(): Promise<void>;
 }
@@ -66,6 +75,12 @@ export interface PostgresStoreOptions {
   retainPublished?: boolean;
   /** Size of the pool the store creates from `url`. Default 10. */
   poolSize?: number;
+  /**
+   * Run the relay's statements as named prepared statements (about 3× cheaper claims). Turn off
+   * behind a pooler that cannot keep them, such as pgbouncer in transaction mode before 1.21.
+   * Default true.
+   */
+  prepareStatements?: boolean;
 }
 
 type Settings = Required<Omit<PostgresStoreOptions, 'pool' | 'url'>> & { url?: string };
@@ -76,6 +91,7 @@ export const POSTGRES_STORE_DEFAULTS: Readonly<Settings> = Object.freeze({
   notify: true,
   retainPublished: false,
   poolSize: 10,
+  prepareStatements: true,
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -144,6 +160,23 @@ class PostgresStore implements Store {
   }
 
   insert(events: readonly PreparedEvent[]): Statement {
+    if (events.length === 1) {
+      // One event: plain VALUES, a third cheaper than unnest for the single-event transaction.
+      const e = events[0]!;
+      const params = [
+        e.id,
+        e.key,
+        e.keyHash,
+        e.type,
+        e.aggregateType,
+        e.aggregateId,
+        e.destination,
+        e.payload,
+        e.headers,
+        e.availableAt,
+      ];
+      return { sql: this.sql.insertOne, params: this.settings.notify ? [...params, this.channel] : params };
+    }
     // One array per column, unnested by the statement: constant SQL text and parameter count.
     const columns: unknown[][] = Array.from({ length: 10 }, () => []);
     for (const e of events) {
@@ -272,7 +305,9 @@ class PostgresStore implements Store {
   }
 
   private async rows(sql: string, params: unknown[] = []): Promise<Row[]> {
-    return (await (await this.pool()).query(sql, params)).rows;
+    const pool = await this.pool();
+    if (!this.settings.prepareStatements) return (await pool.query(sql, params)).rows;
+    return (await pool.query({ name: statementName(sql), text: sql, values: params })).rows;
   }
 }
 
@@ -319,13 +354,20 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
     WITH ORDINALITY AS e(id, key, key_hash, type, aggregate_type, aggregate_id, destination, payload,
       headers, available_at, n)
   ORDER BY e.n`;
+  const insertOne = `INSERT INTO ${t}
+    (id, key, key_hash, type, aggregate_type, aggregate_id, destination, payload, headers, available_at)
+  VALUES ($1::uuid, $2::text, $3::bigint, $4::text, $5::text, $6::text, $7::text, $8::text::json, $9::text::json,
+    coalesce($10::timestamptz, now()))`;
+  const notifying = (insert: string) =>
+    options.notify
+      ? `WITH ins AS (${insert} RETURNING 1) SELECT pg_notify($11, '') WHERE EXISTS (SELECT 1 FROM ins)`
+      : insert;
   const fenced = `status = 'pending' AND EXISTS (SELECT 1 FROM lease)`;
   return {
     // The notification is queued inside the caller's transaction: it is delivered at COMMIT, never
     // after a ROLLBACK, and collapses to one per transaction.
-    insert: options.notify
-      ? `WITH ins AS (${insertRows} RETURNING 1) SELECT pg_notify($11, '') WHERE EXISTS (SELECT 1 FROM ins)`
-      : insertRows,
+    insert: notifying(insertRows),
+    insertOne: notifying(insertOne),
     // Due pending events in seq order, minus those whose key has an earlier pending event that is
     // not due yet (retrying or delayed): a failing event holds back its own key only.
     claim: `SELECT ${claimed} FROM ${t} o

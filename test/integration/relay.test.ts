@@ -204,6 +204,27 @@ describe.skipIf(skip)('relay on PostgreSQL', () => {
     }
   });
 
+  it('works without prepared statements (for poolers that cannot keep them)', async () => {
+    const publisher = memoryPublisher();
+    const outbox = createOutbox({
+      database: postgresStore({ pool, schema, table: uniqueName('outbox'), prepareStatements: false }),
+      publishers: { memory: publisher },
+    });
+    await outbox.migrate();
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await outbox.add(fromPg(client, { prepareStatements: false }), [event(1), event(2)]);
+      await outbox.add(fromPg(client, { prepareStatements: false }), event(3));
+      await client.query('COMMIT');
+      expect(await outbox.relay({ logger: silentLogger }).drain()).toMatchObject({ published: 3 });
+      expect(publisher.messages.map((m) => m.aggregateId)).toEqual(['1', '2', '3']);
+    } finally {
+      client.release();
+      await outbox.close();
+    }
+  });
+
   it('one relay owns the outbox at a time', async () => {
     const outbox = createOutbox({
       database: postgresStore({ pool, schema, table: uniqueName('outbox') }),
