@@ -19,6 +19,8 @@ import { startStreamCollector } from '../helpers/jetstream.js';
 import { NATS_URL, natsSkip, PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
 
 const skip = (await pgSkip()) ?? (await natsSkip());
+// Every relay process still running, killed when the file ends whatever happened.
+const children = new Set<ChildProcess>();
 const fixture = new URL('../fixtures/crash-relay.mjs', import.meta.url).pathname;
 
 function startRelay(
@@ -27,6 +29,8 @@ function startRelay(
 ): { child: ChildProcess; ready: Promise<void>; exited: Promise<number | null> } {
   const env = { ...process.env, OUTBOX_FAILPOINTS: failpoints };
   const child = spawn(process.execPath, [fixture, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   const ready = new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
       if (d.toString().includes('lease acquired')) resolve();
@@ -62,6 +66,7 @@ describe.skipIf(skip)('relay crash (child process, SIGKILL)', () => {
     await pool.query(`CREATE SCHEMA "${schema}"`);
   });
   afterAll(async () => {
+    for (const child of children) child.kill('SIGKILL');
     await pool.query(`DROP SCHEMA "${schema}" CASCADE`);
     await pool.end();
     rmSync(dir, { recursive: true, force: true });
