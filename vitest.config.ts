@@ -6,7 +6,7 @@ const jsonReport = process.env.OUTBOX_VITEST_JSON;
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    exclude: ['test/chaos/**', '**/node_modules/**'],
+    exclude: ['**/node_modules/**'],
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,
