@@ -129,6 +129,87 @@ export function publisherFromUrl(config: string | PublisherConfig, where = 'publ
   );
 }
 
+const KNOWN_OPTIONS = new Set([
+  'database',
+  'routes',
+  'publishers',
+  'maxPayloadBytes',
+  'strictPayload',
+  'relay',
+  '$schema',
+]);
+
+/** The publishers by name, and those built here from URLs (which close() must close). */
+function resolvePublishers(entries: OutboxConfig['publishers']): {
+  byName: Map<string, Publisher>;
+  owned: Publisher[];
+} {
+  const byName = new Map<string, Publisher>();
+  const owned: Publisher[] = [];
+  for (const [name, entry] of Object.entries(entries ?? {})) {
+    if (isPublisher(entry)) {
+      byName.set(name, entry);
+      continue;
+    }
+    const where = `config.publishers.${name}`;
+    const publisher = publisherFromUrl(
+      typeof entry === 'string' ? entry : parseConfig(publisherConfigSchema, entry, where),
+      where,
+    );
+    byName.set(name, publisher);
+    owned.push(publisher);
+  }
+  return { byName, owned };
+}
+
+/** The routes, compiled against each publisher's destination grammar. */
+function buildRouter(routes: OutboxConfig['routes'], publishers: ReadonlyMap<string, Publisher>): Router {
+  const grammars = new Map<string, DestinationGrammar>();
+  for (const [name, p] of publishers) {
+    grammars.set(name, p.validateDestination ? (d) => p.validateDestination!(d) : grammarFor(p.kind));
+  }
+  for (const [i, r] of (routes ?? []).entries()) parseConfig(routeSchema, r, `config.routes[${i}]`);
+  return new Router(routes, grammars);
+}
+
+/** Refuses, before any SQL, a handle that is not an executor, of another dialect, or outside a transaction. */
+function checkExecutor(executor: Executor, store: Store): void {
+  if (
+    typeof executor !== 'object' ||
+    executor === null ||
+    typeof executor.query !== 'function' ||
+    typeof executor.sync !== 'boolean'
+  ) {
+    const raw =
+      typeof executor === 'object' &&
+      executor !== null &&
+      'prepare' in executor &&
+      'inTransaction' in executor;
+    throw new OutboxError(
+      'INVALID_EXECUTOR',
+      raw
+        ? 'add() got a better-sqlite3 database: wrap it, add(fromBetterSqlite3(db), event)'
+        : 'add() needs an executor that wraps your transaction, such as fromPg(client) or fromBetterSqlite3(db)',
+    );
+  }
+  if (executor.dialect !== store.dialect) {
+    throw new OutboxError(
+      'DIALECT_MISMATCH',
+      `a ${executor.dialect} executor cannot write to the ${store.dialect} store`,
+    );
+  }
+  const state = executor.transactionState?.() ?? 'unknown';
+  if (state === 'none') {
+    throw new OutboxError(
+      'NOT_IN_TRANSACTION',
+      'add() must run inside your transaction (the handle is not in one), or the event could be written without your business rows',
+    );
+  }
+  if (state === 'aborted') {
+    throw new OutboxError('TRANSACTION_ABORTED', 'the transaction has already failed; roll it back');
+  }
+}
+
 /**
  * Creates an outbox.
  * @example
@@ -141,17 +222,9 @@ export function publisherFromUrl(config: string | PublisherConfig, where = 'publ
 export function createOutbox(config: OutboxConfig = {}): Outbox {
   if (typeof config !== 'object' || config === null)
     throw new OutboxError('INVALID_CONFIG', 'config must be an object');
-  const known = new Set([
-    'database',
-    'routes',
-    'publishers',
-    'maxPayloadBytes',
-    'strictPayload',
-    'relay',
-    '$schema',
-  ]);
   for (const key of Object.keys(config)) {
-    if (!known.has(key)) throw new OutboxError('INVALID_CONFIG', `config.${key} is not a known option`);
+    if (!KNOWN_OPTIONS.has(key))
+      throw new OutboxError('INVALID_CONFIG', `config.${key} is not a known option`);
   }
   const database = config.database ?? DEFAULT_DATABASE_URL;
   const ownsStore = !isStore(database);
@@ -160,30 +233,9 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
     : storeFromUrl(
         typeof database === 'string' ? database : parseConfig(databaseSchema, database, 'config.database'),
       );
-
-  const publishers = new Map<string, Publisher>();
-  const owned: Publisher[] = [];
-  for (const [name, entry] of Object.entries(config.publishers ?? {})) {
-    if (isPublisher(entry)) {
-      publishers.set(name, entry);
-    } else {
-      const parsed =
-        typeof entry === 'string'
-          ? entry
-          : parseConfig(publisherConfigSchema, entry, `config.publishers.${name}`);
-      const publisher = publisherFromUrl(parsed, `config.publishers.${name}`);
-      publishers.set(name, publisher);
-      owned.push(publisher);
-    }
-  }
-  const grammars = new Map<string, DestinationGrammar>();
-  for (const [name, p] of publishers) {
-    grammars.set(name, p.validateDestination ? (d) => p.validateDestination!(d) : grammarFor(p.kind));
-  }
-  for (const [i, r] of (config.routes ?? []).entries()) parseConfig(routeSchema, r, `config.routes[${i}]`);
-  const router = new Router(config.routes, grammars);
+  const { byName: publishers, owned } = resolvePublishers(config.publishers);
   const prepareOptions = {
-    router,
+    router: buildRouter(config.routes, publishers),
     maxPayloadBytes: config.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
     strictPayload: config.strictPayload ?? true,
   };
@@ -193,43 +245,9 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
   const { logger, ...relayJson } = config.relay ?? {};
   parseConfig(relaySchema, relayJson, 'config.relay');
   const relays = new Set<Relay>();
-
-  function checkExecutor(executor: Executor): void {
-    if (
-      typeof executor !== 'object' ||
-      executor === null ||
-      typeof executor.query !== 'function' ||
-      typeof executor.sync !== 'boolean'
-    ) {
-      const raw =
-        typeof executor === 'object' &&
-        executor !== null &&
-        'prepare' in executor &&
-        'inTransaction' in executor;
-      throw new OutboxError(
-        'INVALID_EXECUTOR',
-        raw
-          ? 'add() got a better-sqlite3 database: wrap it, add(fromBetterSqlite3(db), event)'
-          : 'add() needs an executor that wraps your transaction, such as fromPg(client) or fromBetterSqlite3(db)',
-      );
-    }
-    if (executor.dialect !== store.dialect) {
-      throw new OutboxError(
-        'DIALECT_MISMATCH',
-        `a ${executor.dialect} executor cannot write to the ${store.dialect} store`,
-      );
-    }
-    const state = executor.transactionState?.() ?? 'unknown';
-    if (state === 'none') {
-      throw new OutboxError(
-        'NOT_IN_TRANSACTION',
-        'add() must run inside your transaction (the handle is not in one), or the event could be written without your business rows',
-      );
-    }
-    if (state === 'aborted') {
-      throw new OutboxError('TRANSACTION_ABORTED', 'the transaction has already failed; roll it back');
-    }
-  }
+  const wakeRelays = () => {
+    for (const relay of relays) relay.wake();
+  };
 
   function add(
     executor: Executor,
@@ -237,7 +255,7 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
   ): string | string[] | Promise<string | string[]> {
     // The handle is checked synchronously whatever its kind: a raw driver object passed by
     // mistake (inside a synchronous transaction) must throw there, not reject unobserved.
-    checkExecutor(executor);
+    checkExecutor(executor, store);
     const prepare = () => {
       const events = prepareEvents(input, prepareOptions);
       const ids = events.map((e) => e.id);
@@ -249,8 +267,7 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
     if (executor.sync) {
       const { statement, result } = prepare();
       if (statement) {
-        // biome-ignore lint/nursery/noFloatingPromises: a synchronous executor returns rows, not a promise
-        executor.query(statement.sql, statement.params);
+        void executor.query(statement.sql, statement.params); // synchronous: returns rows, not a promise
         // A synchronous transaction has committed (or rolled back) before any callback runs:
         // wake local relays then, instead of waiting for their next poll.
         if (relays.size > 0) setImmediate(wakeRelays);
@@ -264,10 +281,6 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
     })();
   }
 
-  function wakeRelays(): void {
-    for (const relay of relays) relay.wake();
-  }
-
   return {
     store,
     add: add as Outbox['add'],
@@ -279,7 +292,7 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
         );
       }
       const relay = new Relay(
-        { store, publishers, router },
+        { store, publishers, router: prepareOptions.router },
         { ...config.relay, ...options, logger: options.logger ?? logger },
       );
       relays.add(relay);
