@@ -9,7 +9,7 @@
  *                   └──────── sleep until NOTIFY, a local add() or pollIntervalMs ◀───────┘
  *                                                  (no sleep while batches come back full)
  *
- * - One relay owns the outbox at a time through a lease row with an epoch; every settle is
+ * - One relay owns the outbox at a time through a lease row with an epoch (lease.ts); every settle is
  *   fenced by it, and the lease is renewed in the background while a batch is in flight.
  * - Claim is by status: due pending events in insertion order, minus any key held back by an
  *   earlier event that is retrying or delayed. Nothing is marked at claim, so a relay that dies
@@ -24,7 +24,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { performance } from 'node:perf_hooks';
 import { type BackoffOptions, backoffDelayMs, DEFAULT_BACKOFF } from '../core/backoff.js';
 import { describeError, OutboxError, PublishError } from '../core/errors.js';
 import { failpoint } from '../core/failpoints.js';
@@ -33,13 +32,13 @@ import type {
   AttemptRecord,
   ClaimedEvent,
   FailedAttempt,
-  LeaseToken,
   OutboundMessage,
   Publisher,
   PublishResult,
   Store,
 } from '../core/ports.js';
 import type { Router } from '../core/routes.js';
+import { LeaseHolder } from './lease.js';
 import { consoleLogger, type Logger } from './logger.js';
 
 export interface RelayOptions {
@@ -108,14 +107,10 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
  */
 export class Relay extends EventEmitter {
   readonly id: string;
-  /** Lease owner: unique per Relay object, so two processes sharing a configured relayId never share a lease. */
-  readonly #owner: string;
   readonly #deps: RelayDependencies;
   readonly #o: Required<Omit<RelayOptions, 'backoff' | 'logger' | 'relayId'>> & { backoff: BackoffOptions };
   readonly #log: Logger;
-  #lease: LeaseToken | null = null;
-  #leaseValidUntil = 0;
-  #renewTimer: NodeJS.Timeout | undefined;
+  readonly #lease: LeaseHolder;
   #running: Promise<void> | undefined;
   #stopping = false;
   #wakePending = false;
@@ -142,7 +137,15 @@ export class Relay extends EventEmitter {
       backoff,
     };
     this.id = options.relayId ?? `${hostname()}:${process.pid}`;
-    this.#owner = `${this.id}:${uuidv7().slice(-12)}`;
+    this.#lease = new LeaseHolder({
+      store: deps.store,
+      // Unique per Relay object: two processes sharing a configured relayId never share a lease.
+      owner: `${this.id}:${uuidv7().slice(-12)}`,
+      ttlMs: this.#o.leaseTtlMs,
+      log: this.#log,
+      logFields: { relay: this.id },
+      onChange: (change) => this.emit('lease', change),
+    });
   }
 
   /** Starts the loop in the background (idempotent). Errors go to the logger and 'error' events. */
@@ -181,7 +184,7 @@ export class Relay extends EventEmitter {
         this.#log.warn('relay.stop timed out waiting for the batch in flight; its events stay pending', {
           relay: this.id,
         });
-        this.#forgetLease();
+        this.#lease.forget();
       }
     }
     this.#running = undefined;
@@ -189,13 +192,13 @@ export class Relay extends EventEmitter {
       this.#log.warn('closing LISTEN failed', { error: describeError(e) }),
     );
     this.#unlisten = undefined;
-    await this.#releaseLease();
+    await this.#lease.release();
     this.emit('stopped');
   }
 
   /** Acquires the lease if needed, then claims, publishes and settles one batch. */
   async runOnce(): Promise<BatchReport> {
-    if (!(await this.#holdLease())) {
+    if (!(await this.#lease.hold())) {
       throw new OutboxError(
         'LEASE_HELD',
         'another relay holds the outbox lease; it is released when that relay stops, or expires',
@@ -217,7 +220,7 @@ export class Relay extends EventEmitter {
         if (report.claimed === 0 || !report.settled) return totals;
       }
     } finally {
-      await this.#releaseLease();
+      await this.#lease.release();
     }
   }
 
@@ -225,7 +228,7 @@ export class Relay extends EventEmitter {
     let errorSleep = ERROR_SLEEP_MIN_MS;
     while (!this.#stopping) {
       try {
-        if (!(await this.#holdLease())) {
+        if (!(await this.#lease.hold())) {
           // A standby: commits must not make it hammer the lease row, so only stop() wakes it.
           await this.#sleep(Math.max(this.#o.leaseTtlMs / 4, this.#o.pollIntervalMs), false);
           continue;
@@ -264,76 +267,9 @@ export class Relay extends EventEmitter {
     });
   }
 
-  async #holdLease(): Promise<boolean> {
-    if (this.#lease && performance.now() < this.#leaseValidUntil) return true;
-    const { store } = this.#deps;
-    const startedAt = performance.now();
-    if (this.#lease && (await store.renewLease(this.#lease, this.#o.leaseTtlMs))) {
-      this.#leaseValidUntil = startedAt + this.#o.leaseTtlMs * 0.9;
-      return true;
-    }
-    if (this.#lease) this.#loseLease('renewal refused');
-    const lease = await store.acquireLease(this.#owner, this.#o.leaseTtlMs);
-    if (!lease) return false;
-    this.#lease = lease;
-    this.#leaseValidUntil = startedAt + this.#o.leaseTtlMs * 0.9;
-    this.#log.info('lease acquired', { relay: this.id, epoch: lease.epoch });
-    this.emit('lease', 'acquired');
-    this.#renewTimer ??= setInterval(() => void this.#renewInBackground(), this.#o.leaseTtlMs / 3);
-    this.#renewTimer.unref();
-    return true;
-  }
-
-  async #renewInBackground(): Promise<void> {
-    const lease = this.#lease;
-    if (!lease) return;
-    const startedAt = performance.now();
-    try {
-      if (await this.#deps.store.renewLease(lease, this.#o.leaseTtlMs)) {
-        if (this.#lease === lease) this.#leaseValidUntil = startedAt + this.#o.leaseTtlMs * 0.9;
-      } else if (this.#lease === lease) {
-        this.#loseLease('renewal refused');
-      }
-    } catch (error) {
-      // The lease stays valid until its local deadline; the loop re-checks before publishing.
-      this.#log.warn('lease renewal failed', { relay: this.id, error: describeError(error) });
-    }
-  }
-
-  #loseLease(reason: string): void {
-    this.#log.warn('lease lost', { relay: this.id, reason });
-    this.#lease = null;
-    this.#leaseValidUntil = 0;
-    this.emit('lease', 'lost');
-  }
-
-  /** Stops renewing and forgets the lease without releasing it: it expires by itself. */
-  #forgetLease(): LeaseToken | null {
-    clearInterval(this.#renewTimer);
-    this.#renewTimer = undefined;
-    const lease = this.#lease;
-    this.#lease = null;
-    this.#leaseValidUntil = 0;
-    return lease;
-  }
-
-  async #releaseLease(): Promise<void> {
-    const lease = this.#forgetLease();
-    if (!lease) return;
-    try {
-      await this.#deps.store.releaseLease(lease);
-      this.emit('lease', 'released');
-    } catch (error) {
-      this.#log.warn('releasing the lease failed; it expires by itself', {
-        relay: this.id,
-        error: describeError(error),
-      });
-    }
-  }
-
   async #process(batch: readonly ClaimedEvent[]): Promise<BatchReport> {
     await failpoint('relay.after-claim');
-    const lease = this.#lease;
+    const lease = this.#lease.token;
     // The background renewal may have lost the lease while claim() ran: publish nothing then.
     if (!lease) return { claimed: batch.length, published: [], retried: [], dead: [], settled: false };
     const lanes = new Map<string, ClaimedEvent[]>();
@@ -361,7 +297,7 @@ export class Relay extends EventEmitter {
         }
       });
       // Stop between rounds when shutting down, or when the lease can no longer be trusted.
-      if (this.#stopping || performance.now() >= this.#leaseValidUntil) break;
+      if (this.#stopping || !this.#lease.trusted) break;
       round = next;
     }
     await failpoint('relay.after-publish');
@@ -372,7 +308,8 @@ export class Relay extends EventEmitter {
         lease,
       );
       settled = result.applied;
-      if (!settled && this.#lease === lease) this.#loseLease('settle fenced: another relay took the lease');
+      if (!settled && this.#lease.token === lease)
+        this.#lease.lose('settle fenced: another relay took the lease');
     }
     await failpoint('relay.after-settle');
     const report: BatchReport = { claimed: batch.length, published, retried, dead, settled };
