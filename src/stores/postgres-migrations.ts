@@ -49,7 +49,10 @@ CREATE TABLE ${t} (
   published_at timestamptz
 );
 CREATE INDEX ${q(`${table}_pend_idx`)} ON ${t} (seq) WHERE status = 'pending';
-CREATE INDEX ${q(`${table}_due_idx`)} ON ${t} (available_at) WHERE status = 'pending';
+-- Only rows that can hold their key back (retrying, or scheduled for later): the happy path
+-- never writes this index, and the claim finds a key's blocker in one probe.
+CREATE INDEX ${q(`${table}_held_idx`)} ON ${t} (key, available_at)
+  WHERE status = 'pending' AND (attempts > 0 OR available_at > created_at);
 CREATE INDEX ${q(`${table}_pub_idx`)} ON ${t} (published_at) WHERE status = 'published';
 CREATE INDEX ${q(`${table}_dead_idx`)} ON ${t} (seq) WHERE status = 'dead';
 CREATE TABLE ${q(schema)}.${q(`${table}_leases`)} (

@@ -2,9 +2,10 @@
  * SQLite schema, one numbered migration per step. Never edit a migration that has shipped:
  * add the next one. Timestamps are integer milliseconds since the epoch.
  *
- * Indexes serve the claim exactly: pending rows in seq order, and the few pending rows that are
- * not due (retrying or delayed), found by available_at, which hold back later rows of their key.
- * (A (key, …) index was measured: every settle dirtied a page of it per row, halving the drain.)
+ * Indexes serve the claim exactly: pending rows in seq order, and — by key — the rows that can
+ * hold their key back (retrying, or scheduled for later). Happy-path rows never enter that second
+ * index (a (key, …) index over every pending row was measured: each settle dirtied a page of it
+ * per row, halving the drain).
  */
 export interface SqliteMigration {
   readonly version: number;
@@ -37,7 +38,8 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
         published_at INTEGER
       );
       CREATE INDEX IF NOT EXISTS "${t}_pending_seq" ON "${t}" (seq) WHERE status = 'pending';
-      CREATE INDEX IF NOT EXISTS "${t}_pending_due" ON "${t}" (available_at) WHERE status = 'pending';
+      CREATE INDEX IF NOT EXISTS "${t}_pending_held" ON "${t}" (key, available_at)
+        WHERE status = 'pending' AND (attempts > 0 OR available_at > created_at);
       CREATE INDEX IF NOT EXISTS "${t}_published_at" ON "${t}" (published_at) WHERE status = 'published';
       CREATE INDEX IF NOT EXISTS "${t}_dead_seq" ON "${t}" (seq) WHERE status = 'dead';
       CREATE TABLE IF NOT EXISTS "${t}_leases" (

@@ -147,7 +147,8 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   const claimSql = `SELECT ${COLUMNS} FROM ${t} AS o
     WHERE o.status = 'pending' AND o.available_at <= @now
       AND NOT EXISTS (SELECT 1 FROM ${t} AS b
-        WHERE b.key = o.key AND b.status = 'pending' AND b.seq < o.seq AND b.available_at > @now)
+        WHERE b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)
+          AND b.key = o.key AND b.available_at > @now AND b.seq < o.seq)
     ORDER BY o.seq LIMIT @limit`;
 
   const ownsLease = `EXISTS (SELECT 1 FROM ${leases} WHERE partition = 0 AND owner = ? AND epoch = ?)`;
