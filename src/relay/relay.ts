@@ -56,9 +56,12 @@ export interface RelayOptions {
   readonly historyLimit?: number;
   /** How long stop() waits for the batch in flight before giving up on it (default 15 s). */
   readonly shutdownTimeoutMs?: number;
-  /** Longest a publisher's publish() call may take before its messages count as failed (default 30 s). */
+  /**
+   * A backstop for a publisher whose publish() never settles: after this its messages count as
+   * failed (default 5 min). Publishers have their own per-message timeouts; this is not one.
+   */
   readonly publishTimeoutMs?: number;
-  /** This relay's id, recorded in leases and attempt histories (default host:pid:random). */
+  /** This relay's id, in logs and attempt histories (default host:pid); the lease owner adds a nonce. */
   readonly relayId?: string;
   readonly logger?: Logger;
 }
@@ -70,7 +73,7 @@ export const RELAY_DEFAULTS = Object.freeze({
   leaseTtlMs: 10_000,
   historyLimit: 10,
   shutdownTimeoutMs: 15_000,
-  publishTimeoutMs: 30_000,
+  publishTimeoutMs: 300_000,
 });
 
 /** What one batch did; emitted as 'batch' and returned by runOnce(). */
@@ -98,6 +101,19 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
     throw new OutboxError('INVALID_CONFIG', `relay.${name} must be a positive integer, got ${value}`);
   }
   return value;
+}
+
+/** Resolves to what `promise` gives, or to `onTimeout()` after `ms`, whichever comes first. */
+async function settleWithin<T>(promise: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<T>((resolve) => {
+    timer = setTimeout(() => resolve(onTimeout()), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -150,14 +166,18 @@ export class Relay extends EventEmitter {
 
   /** Starts the loop in the background (idempotent). Errors go to the logger and 'error' events. */
   async start(): Promise<void> {
-    if (this.#running) return;
+    if (this.#running && !this.#stopping) return;
+    await this.#running; // a loop that a timed-out stop() left finishing its round
     this.#stopping = false;
     await this.#deps.store.checkSchema();
     if (this.#deps.store.listen && this.#deps.store.capabilities.listenNotify) {
       const listener = await this.#deps.store.listen(() => this.wake());
       this.#unlisten = () => listener.close();
     }
-    this.#running = this.#loop();
+    const running = this.#loop().finally(() => {
+      if (this.#running === running) this.#running = undefined;
+    });
+    this.#running = running;
   }
 
   /** Wakes the loop now (new events committed). */
@@ -170,29 +190,39 @@ export class Relay extends EventEmitter {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.wake();
+    const budget = this.#o.shutdownTimeoutMs;
+    const startedAt = Date.now();
     const running = this.#running;
+    let finished = true;
     if (running) {
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), this.#o.shutdownTimeoutMs);
-      });
-      const outcome = await Promise.race([running.then(() => 'done' as const), timedOut]);
-      clearTimeout(timer);
-      if (outcome === 'timeout') {
-        // A round may still be publishing: keep the lease (it expires by itself) so that no other
-        // relay publishes the same keys meanwhile.
-        this.#log.warn('relay.stop timed out waiting for the batch in flight; its events stay pending', {
-          relay: this.id,
-        });
-        this.#lease.forget();
+      finished = await settleWithin(
+        running.then(() => true),
+        budget,
+        () => false,
+      );
+      if (!finished) {
+        // A round is still publishing. The loop keeps the lease (renewed) so that no other relay
+        // publishes the same keys meanwhile, and gives it back the moment it ends.
+        this.#log.warn(
+          'relay.stop timed out waiting for the batch in flight; the lease is released when it ends',
+          {
+            relay: this.id,
+          },
+        );
+        void running.finally(() => this.#lease.release());
       }
     }
-    this.#running = undefined;
-    await this.#unlisten?.().catch((e) =>
-      this.#log.warn('closing LISTEN failed', { error: describeError(e) }),
-    );
+    const left = () => Math.max(budget - (Date.now() - startedAt), 1);
+    const unlisten = this.#unlisten;
     this.#unlisten = undefined;
-    await this.#lease.release();
+    await settleWithin(
+      (unlisten?.() ?? Promise.resolve()).catch((e) =>
+        this.#log.warn('closing LISTEN failed', { error: describeError(e) }),
+      ),
+      left(),
+      () => undefined,
+    );
+    if (finished) await settleWithin(this.#lease.release(), left(), () => undefined);
     this.emit('stopped');
   }
 
@@ -228,7 +258,9 @@ export class Relay extends EventEmitter {
     let errorSleep = ERROR_SLEEP_MIN_MS;
     while (!this.#stopping) {
       try {
-        if (!(await this.#lease.hold())) {
+        const held = await this.#lease.hold();
+        if (this.#stopping) break; // stop() came while we waited for the database
+        if (!held) {
           // A standby: commits must not make it hammer the lease row, so only stop() wakes it.
           await this.#sleep(Math.max(this.#o.leaseTtlMs / 4, this.#o.pollIntervalMs), false);
           continue;

@@ -321,7 +321,9 @@ async function createPool(url: string, max: number): Promise<PgPoolLike> {
     });
   }
   const Pool = pg.Pool ?? pg.default.Pool;
-  const pool = new Pool({ connectionString: url, max });
+  // A bounded wait for a connection: during a database outage the relay's calls fail (and are
+  // retried) instead of queueing forever, and stop() stays within its budget.
+  const pool = new Pool({ connectionString: url, max, connectionTimeoutMillis: 10_000 });
   // An idle connection dropped by the server must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   return pool;

@@ -142,6 +142,55 @@ describe('relay with real publishers and slow ones', () => {
   });
 });
 
+describe('relay stop() past its budget', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'outbox-relay-stop-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('returns on time, keeps the lease while the round finishes, then releases it', async () => {
+    const path = join(dir, 'slow.db');
+    const publisher = memoryPublisher();
+    let release!: () => void;
+    const gate = new Promise<undefined>((r) => {
+      release = () => r(undefined);
+    });
+    publisher.behaviour = () => gate;
+    const outbox = createOutbox({ database: `sqlite:${path}`, publishers: { memory: publisher } });
+    await outbox.migrate();
+    const db = new Database(path);
+    try {
+      db.transaction(() => outbox.add(fromBetterSqlite3(db), event(1)))();
+      const relay = outbox.relay({ ...IDLE, shutdownTimeoutMs: 200 });
+      await relay.start();
+      await new Promise((r) => setTimeout(r, 100)); // the round is waiting at the gate
+      const startedAt = Date.now();
+      await relay.stop();
+      expect(Date.now() - startedAt).toBeLessThan(2_000);
+      const other = outbox.relay(IDLE);
+      await expect(other.runOnce()).rejects.toSatisfy(
+        (e) => e instanceof OutboxError && e.code === 'LEASE_HELD',
+      );
+      release();
+      expect(await until(() => publisher.messages.length === 1, 5_000)).toBe(true);
+      expect(await until(async () => (await outbox.status()).pending === 0, 5_000)).toBe(true);
+      // The finished round gave the lease back: another relay takes over at once.
+      expect(
+        await until(
+          async () =>
+            await other.runOnce().then(
+              () => true,
+              () => false,
+            ),
+          5_000,
+        ),
+      ).toBe(true);
+      await other.stop();
+    } finally {
+      await outbox.close();
+      db.close();
+    }
+  });
+});
+
 const skip = await pgSkip();
 
 describe.skipIf(skip)('relay on PostgreSQL', () => {
