@@ -11,14 +11,15 @@ import { statementName } from '../core/sql.js';
  */
 export interface PgClientLike {
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<{ rows: SqlRow[] }>;
-  /** node-postgres ≥ 8.11: 'I' idle, 'T' in a transaction, 'E' in a failed transaction. */
+  /** Recent node-postgres 8.x: 'I' idle, 'T' in a transaction, 'E' in a failed transaction. */
   getTransactionStatus?(): string | null;
 }
 
 export interface FromPgOptions {
   /**
    * Send add()'s statement as a named prepared statement (default true). Turn off behind a pooler
-   * that cannot keep prepared statements (pgbouncer in transaction mode before 1.21).
+   * that cannot keep prepared statements (pgbouncer in transaction mode before 1.21, or 1.21+
+   * without max_prepared_statements).
    */
   readonly prepareStatements?: boolean;
 }
