@@ -103,11 +103,20 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
   return value;
 }
 
-/** Resolves to what `promise` gives, or to `onTimeout()` after `ms`, whichever comes first. */
+/**
+ * Resolves to what `promise` gives, or to `onTimeout()` after `ms`, whichever comes first; an
+ * `onTimeout` that throws rejects.
+ */
 async function settleWithin<T>(promise: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<T>((resolve) => {
-    timer = setTimeout(() => resolve(onTimeout()), ms);
+  const timeout = new Promise<T>((resolve, reject) => {
+    timer = setTimeout(() => {
+      try {
+        resolve(onTimeout());
+      } catch (error) {
+        reject(error);
+      }
+    }, ms);
   });
   try {
     return await Promise.race([promise, timeout]);
@@ -391,7 +400,11 @@ export class Relay extends EventEmitter {
       [...groups].map(async ([publisher, { indexes, messages }]) => {
         let outcome: PublishResult[];
         try {
-          outcome = await this.#withTimeout(publisher.publish(messages), publisher.kind);
+          // A backstop: a publish() that never settles must not hold every key forever.
+          const limit = this.#o.publishTimeoutMs;
+          outcome = await settleWithin(publisher.publish(messages), limit, () => {
+            throw new PublishError(`publisher "${publisher.kind}" did not answer within ${limit} ms`);
+          });
           if (outcome.length !== messages.length)
             throw new Error(
               `publisher "${publisher.kind}" returned ${outcome.length} results for ${messages.length} messages`,
@@ -405,19 +418,6 @@ export class Relay extends EventEmitter {
       }),
     );
     return results;
-  }
-
-  /** publish() under the relay's limit: a call that never settles must not hold every key forever. */
-  #withTimeout<T>(promise: Promise<T>, kind: string): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const limit = this.#o.publishTimeoutMs;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new PublishError(`publisher "${kind}" did not answer within ${limit} ms`)),
-        limit,
-      );
-    });
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** The failed attempt to record, and whether it dead-letters the event (permanent, or out of attempts). */
