@@ -6,7 +6,8 @@ const jsonReport = process.env.OUTBOX_VITEST_JSON;
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    exclude: ['**/node_modules/**'],
+    // The chaos tier (npm run test:chaos) stops shared services: never part of npm test.
+    exclude: ['**/node_modules/**', 'test/chaos/**'],
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -66,8 +66,11 @@ export interface Outbox {
   ): string | string[] | Promise<string | string[]>;
   /** A relay over this outbox's store, routes and publishers. */
   relay(options?: RelayOptions): Relay;
-  /** Creates or upgrades the schema. */
-  migrate(): Promise<MigrationResult>;
+  /**
+   * Creates or upgrades the schema. `partitions` (default 64) is fixed when the table is
+   * created; asking for a different number later is refused.
+   */
+  migrate(options?: { partitions?: number }): Promise<MigrationResult>;
   status(): Promise<OutboxStats>;
   /** Closes the store and the publishers this outbox created from URLs (not the ones you passed). */
   close(): Promise<void>;
@@ -109,6 +112,7 @@ export function storeFromUrl(config: string | DatabaseConfig): Store {
       table: rest.table,
       retainPublished: rest.retainPublished,
       busyTimeoutMs: rest.busyTimeoutMs,
+      partitions: rest.partitions,
     });
   }
   throw new OutboxError(
@@ -299,7 +303,7 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
       relay.once('stopped', () => relays.delete(relay));
       return relay;
     },
-    migrate: () => store.migrate(),
+    migrate: (options) => store.migrate(options),
     status: () => store.stats(),
     async close(): Promise<void> {
       await Promise.all([...relays].map((r) => r.stop()));

@@ -28,6 +28,7 @@ export const databaseSchema = z.strictObject({
   poolSize: z.number().int().positive().optional(),
   busyTimeoutMs: z.number().int().positive().optional(),
   prepareStatements: z.boolean().optional(),
+  partitions: z.number().int().min(1).max(4096).optional(),
 });
 
 const publisherCommon = {
@@ -51,6 +52,7 @@ export const publisherSchemas = {
 export const publisherConfigSchema = z.looseObject({ url: z.string().min(1) });
 
 const positive = z.number().int().positive();
+const deadLetterPolicy = z.enum(['continue', 'park']);
 
 export const relaySchema = z.strictObject({
   batchSize: positive.optional(),
@@ -62,6 +64,7 @@ export const relaySchema = z.strictObject({
   shutdownTimeoutMs: positive.optional(),
   publishTimeoutMs: positive.optional(),
   relayId: z.string().min(1).optional(),
+  onDeadLetter: z.union([deadLetterPolicy, z.record(z.string().min(1), deadLetterPolicy)]).optional(),
 });
 
 /** The JSON file form; in code, `database` and `publishers` entries may also be instances. */

@@ -7,7 +7,12 @@
 import { OutboxError } from './errors.js';
 
 /** Every failpoint name, in the order the relay passes them. */
-export const FAILPOINTS = ['relay.after-claim', 'relay.after-publish', 'relay.after-settle'] as const;
+export const FAILPOINTS = [
+  'relay.after-claim',
+  'relay.before-publish',
+  'relay.after-publish',
+  'relay.after-settle',
+] as const;
 export type FailpointName = (typeof FAILPOINTS)[number];
 
 type Action = { kind: 'sleep'; ms: number } | { kind: 'error' } | { kind: 'crash' };

@@ -74,6 +74,8 @@ export interface ClaimedEvent {
   readonly seq: number;
   readonly key: string;
   readonly keyHash: number;
+  /** keyHash mod P: the partition whose lease a relay must hold to publish this event. */
+  readonly partition: number;
   readonly type: string;
   readonly aggregateType: string | null;
   readonly aggregateId: string | null;
@@ -92,6 +94,8 @@ export interface EventRecord extends ClaimedEvent {
   readonly availableAt: Date;
   readonly lastError: string | null;
   readonly publishedAt: Date | null;
+  /** A dead letter that keeps holding back later events of its key (policy 'park'). */
+  readonly parked: boolean;
 }
 
 /** The outcome of one batch, written by the store in one statement (or one short transaction). */
@@ -113,17 +117,44 @@ export interface FailedAttempt {
   readonly history: readonly AttemptRecord[];
   /** For retries: delay from now until the next attempt (ignored for dead letters). */
   readonly delayMs: number;
+  /** For dead letters: keep later events of the key waiting until an operator acts (policy 'park'). */
+  readonly park?: boolean;
 }
 
-/** Proof of relay ownership; every settle is fenced by it. */
-export interface LeaseToken {
-  readonly owner: string;
+/** One partition lease held by a relay: settles of its events are fenced by the epoch. */
+export interface PartitionLease {
+  readonly partition: number;
   readonly epoch: number;
 }
 
+/** What a relay presents with each settle: only events of partitions it still holds are written. */
+export interface Fence {
+  readonly owner: string;
+  readonly leases: readonly PartitionLease[];
+}
+
 export interface SettleResult {
-  /** False when the lease was lost: nothing was written (a newer owner will redo the work). */
-  readonly applied: boolean;
+  /** Partitions whose lease was lost (epoch moved on): their events were not written. */
+  readonly fenced: readonly number[];
+}
+
+/** A relay's heartbeat answer: the partition count, the live relays, and the leases it still holds. */
+export interface Membership {
+  readonly partitions: number;
+  /** Relays that heartbeated within their TTL, this one included. */
+  readonly relays: number;
+  /** This relay's leases, just renewed. A lease it believed held and that is missing here is lost. */
+  readonly held: readonly PartitionLease[];
+}
+
+/** One row of the lease table, for operators. */
+export interface LeaseRecord {
+  readonly partition: number;
+  /** '' when the partition was never owned. */
+  readonly owner: string;
+  readonly epoch: number;
+  /** null when released (free at once). */
+  readonly expiresAt: Date | null;
 }
 
 export interface DestinationStats {
@@ -172,24 +203,39 @@ export interface Store {
   /** One statement adding every event (and, where enabled, the commit-time wake-up). Pure. */
   insert(events: readonly PreparedEvent[]): Statement;
 
-  /** Creates or upgrades the schema; idempotent and safe when several processes run it at once. */
-  migrate(): Promise<MigrationResult>;
+  /**
+   * Creates or upgrades the schema; idempotent and safe when several processes run it at once.
+   * `partitions` (default 64) is fixed when the table is created; a different number later is refused.
+   */
+  migrate(options?: { partitions?: number }): Promise<MigrationResult>;
   /** Throws SCHEMA_OUTDATED / SCHEMA_TOO_NEW when the schema and this code disagree. */
   checkSchema(): Promise<void>;
 
   /**
-   * Up to `limit` pending events that are due, in `seq` order, skipping every event whose key
-   * has an earlier pending event that is not due (retrying or delayed): a failing event holds
-   * back later events of its own key only.
+   * Up to `limit` pending events of the given partitions that are due, in `seq` order, skipping
+   * every event whose key has an earlier event holding it back: one that is pending but not due
+   * (retrying or delayed), or a parked dead letter. A failing event holds back its own key only.
    */
-  claim(limit: number): Promise<ClaimedEvent[]>;
-  settle(settlement: Settlement, lease: LeaseToken): Promise<SettleResult>;
+  claim(partitions: readonly number[], limit: number): Promise<ClaimedEvent[]>;
+  /** Writes a batch's outcome in one statement, for the events of partitions the fence still holds. */
+  settle(settlement: Settlement, fence: Fence): Promise<SettleResult>;
 
-  /** Takes the relay lease when it is free, expired or already ours; null when another relay holds it. */
-  acquireLease(owner: string, ttlMs: number): Promise<LeaseToken | null>;
-  /** Extends the lease; false when it was lost (expired and taken, or released). */
-  renewLease(lease: LeaseToken, ttlMs: number): Promise<boolean>;
-  releaseLease(lease: LeaseToken): Promise<void>;
+  /** Registers (or refreshes) relay `owner` for `ttlMs`, renews its leases, counts the live relays. */
+  heartbeat(owner: string, ttlMs: number): Promise<Membership>;
+  /**
+   * Takes free or expired partitions until `owner` holds its fair share, ceil(P / live relays),
+   * each with a new epoch. Returns the leases taken (often none).
+   */
+  acquireLeases(owner: string, ttlMs: number): Promise<PartitionLease[]>;
+  /** Gives partitions back at once; 'all' also removes the relay's registration (graceful stop). */
+  releaseLeases(owner: string, partitions: readonly number[] | 'all'): Promise<void>;
+  /** Every partition's lease, for operators and tests. */
+  leases(): Promise<LeaseRecord[]>;
+
+  /** Dead letters back to pending (attempts 0, same id, due now); returns how many. */
+  retryDead(ids: readonly string[]): Promise<number>;
+  /** Deletes dead letters; returns how many. */
+  discardDead(ids: readonly string[]): Promise<number>;
 
   stats(): Promise<OutboxStats>;
   get(id: string): Promise<EventRecord | undefined>;

@@ -53,7 +53,7 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
 }
 
-function globToRegExp(globs: string | readonly string[]): RegExp {
+export function globToRegExp(globs: string | readonly string[]): RegExp {
   const list = typeof globs === 'string' ? [globs] : globs;
   const alternatives = list.map((g) => g.split('*').map(escapeRegExp).join('.*'));
   return new RegExp(`^(?:${alternatives.join('|')})$`, 's');

@@ -1,120 +1,232 @@
 /**
- * The relay's hold on the outbox: a lease row in the database with an owner and an epoch,
- * renewed in the background, and trusted locally only until 90 % of its TTL after the start of
- * the last renewal that succeeded — so a relay stops publishing before another can take over.
+ * A relay's partition leases. Every relay registers in the database and heartbeats; it holds up
+ * to its fair share, ceil(P / live relays), of the partition leases, takes free or expired ones,
+ * and gives extras back when another relay joins. Nothing else coordinates relays.
+ *
+ * A lease is trusted locally only until 90 % of its TTL after the start of the statement that
+ * last renewed (or took) it: a relay stops publishing a partition before anyone else can take it
+ * over, and every settle is fenced by the epochs besides.
+ *
+ * Cadence: a heartbeat (register, renew, count relays) every TTL/3, also while a batch is in
+ * flight; an attempt to take partitions every poll interval while below the fair share, so a
+ * partition a stopping relay gives back is re-owned within about one poll interval. Extras are
+ * given back between batches only, so no partition changes hands with events in flight.
  */
 import { performance } from 'node:perf_hooks';
 import { describeError } from '../core/errors.js';
-import type { LeaseToken, Store } from '../core/ports.js';
+import type { PartitionLease, Store } from '../core/ports.js';
 import type { Logger } from './logger.js';
 
 export type LeaseChange = 'acquired' | 'lost' | 'released';
 
+/** Emitted as the relay's 'lease' event. */
+export interface LeaseEvent {
+  readonly change: LeaseChange;
+  readonly partitions: readonly number[];
+  readonly epochs: readonly number[];
+}
+
 const TRUSTED_SHARE_OF_TTL = 0.9;
 
-export class LeaseHolder {
+interface Held {
+  readonly epoch: number;
+  trustedUntil: number;
+}
+
+export class PartitionLeases {
   readonly #store: Store;
   readonly #owner: string;
   readonly #ttlMs: number;
+  readonly #acquireEveryMs: number;
   readonly #log: Logger;
   readonly #logFields: Record<string, unknown>;
-  readonly #onChange: (change: LeaseChange) => void;
-  #token: LeaseToken | null = null;
-  #trustedUntil = 0;
-  #renewTimer: NodeJS.Timeout | undefined;
+  readonly #onChange: (event: LeaseEvent) => void;
+  readonly #held = new Map<number, Held>();
+  /** Fair share from the last heartbeat; Infinity until the first one. */
+  #share = Number.POSITIVE_INFINITY;
+  #partitions = 0;
+  #lastHeartbeat = Number.NEGATIVE_INFINITY;
+  #lastAcquire = Number.NEGATIVE_INFINITY;
+  #heartbeating: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(options: {
     store: Store;
     owner: string;
     ttlMs: number;
+    acquireEveryMs: number;
     log: Logger;
     logFields: Record<string, unknown>;
-    onChange: (change: LeaseChange) => void;
+    onChange: (event: LeaseEvent) => void;
   }) {
     this.#store = options.store;
     this.#owner = options.owner;
     this.#ttlMs = options.ttlMs;
+    this.#acquireEveryMs = options.acquireEveryMs;
     this.#log = options.log;
     this.#logFields = options.logFields;
     this.#onChange = options.onChange;
   }
 
-  /** The current token, or null when the lease is not held. */
-  get token(): LeaseToken | null {
-    return this.#token;
+  get owner(): string {
+    return this.#owner;
   }
 
-  /** True while the lease can be trusted without asking the database. */
-  get trusted(): boolean {
-    return this.#token !== null && performance.now() < this.#trustedUntil;
+  /** Partitions held and trusted now, ascending. */
+  owned(): number[] {
+    const now = performance.now();
+    return [...this.#held]
+      .filter(([, h]) => now < h.trustedUntil)
+      .map(([p]) => p)
+      .sort((a, b) => a - b);
   }
 
-  /** Holds the lease: trusted as is, renewed, or acquired; false when another relay holds it. */
-  async hold(): Promise<boolean> {
-    if (this.trusted) return true;
-    const startedAt = performance.now();
-    if (this.#token && (await this.#store.renewLease(this.#token, this.#ttlMs))) {
-      this.#trustedUntil = startedAt + this.#ttlMs * TRUSTED_SHARE_OF_TTL;
-      return true;
+  /** True while `partition` is held at `epoch` and can be trusted without asking the database. */
+  trusts(partition: number, epoch: number): boolean {
+    const held = this.#held.get(partition);
+    return held !== undefined && held.epoch === epoch && performance.now() < held.trustedUntil;
+  }
+
+  /** The epoch `partition` is held at, if held. */
+  epochOf(partition: number): number | undefined {
+    return this.#held.get(partition)?.epoch;
+  }
+
+  /**
+   * Between batches: heartbeat when due, give back partitions beyond the fair share, and take
+   * free ones while below it. `eager` takes at once (runOnce), whatever the cadence.
+   */
+  async maintain(eager = false): Promise<void> {
+    this.#timer ??= setInterval(() => void this.#heartbeatInBackground(), this.#ttlMs / 3).unref();
+    const now = performance.now();
+    if (eager || now - this.#lastHeartbeat >= this.#ttlMs / 3) await this.#heartbeat();
+    const extra = this.#held.size - this.#share;
+    if (extra > 0) {
+      // Highest partitions first: relays converge on stable, disjoint sets.
+      const giveBack = [...this.#held.keys()].sort((a, b) => b - a).slice(0, extra);
+      await this.#release(giveBack);
+    } else if (eager || now - this.#lastAcquire >= this.#acquireEveryMs) {
+      this.#lastAcquire = now;
+      const startedAt = performance.now();
+      const taken = await this.#store.acquireLeases(this.#owner, this.#ttlMs);
+      if (taken.length > 0) {
+        for (const lease of taken) {
+          this.#held.set(lease.partition, { epoch: lease.epoch, trustedUntil: this.#trustEnd(startedAt) });
+        }
+        this.#announce('acquired', taken);
+      }
     }
-    if (this.#token) this.lose('renewal refused');
-    const token = await this.#store.acquireLease(this.#owner, this.#ttlMs);
-    if (!token) return false;
-    this.#token = token;
-    this.#trustedUntil = startedAt + this.#ttlMs * TRUSTED_SHARE_OF_TTL;
-    this.#log.info('lease acquired', { ...this.#logFields, epoch: token.epoch });
-    this.#onChange('acquired');
-    this.#renewTimer ??= setInterval(() => void this.#renewInBackground(), this.#ttlMs / 3);
-    this.#renewTimer.unref();
-    return true;
   }
 
-  /** Drops a lease the database says is no longer ours. */
-  lose(reason: string): void {
-    this.#log.warn('lease lost', { ...this.#logFields, reason });
-    this.#token = null;
-    this.#trustedUntil = 0;
-    this.#onChange('lost');
+  /** Drops partitions the database says are no longer ours (a fenced settle). */
+  lose(partitions: readonly number[], reason: string): void {
+    const lost: PartitionLease[] = [];
+    for (const partition of partitions) {
+      const held = this.#held.get(partition);
+      if (!held) continue;
+      this.#held.delete(partition);
+      lost.push({ partition, epoch: held.epoch });
+    }
+    if (lost.length === 0) return;
+    this.#log.warn('leases lost', { ...this.#logFields, partitions: lost.map((l) => l.partition), reason });
+    this.#announce('lost', lost);
   }
 
-  /** Stops renewing and forgets the lease without releasing it: it expires by itself. */
-  forget(): LeaseToken | null {
-    clearInterval(this.#renewTimer);
-    this.#renewTimer = undefined;
-    const token = this.#token;
-    this.#token = null;
-    this.#trustedUntil = 0;
-    return token;
-  }
-
-  /** Gives the lease back at once, so another relay can take over without waiting for expiry. */
-  async release(): Promise<void> {
-    const token = this.forget();
-    if (!token) return;
+  /** Gives every lease back and unregisters, so the other relays take over at once. */
+  async releaseAll(): Promise<void> {
+    this.#stopTimer();
+    const released = [...this.#held].map(([partition, h]) => ({ partition, epoch: h.epoch }));
+    this.#held.clear();
+    this.#share = Number.POSITIVE_INFINITY;
     try {
-      await this.#store.releaseLease(token);
-      this.#onChange('released');
+      await this.#store.releaseLeases(this.#owner, 'all');
+      if (released.length > 0) this.#announce('released', released);
     } catch (error) {
-      this.#log.warn('releasing the lease failed; it expires by itself', {
+      this.#log.warn('releasing the leases failed; they expire by themselves', {
         ...this.#logFields,
         error: describeError(error),
       });
     }
   }
 
-  async #renewInBackground(): Promise<void> {
-    const token = this.#token;
-    if (!token) return;
+  /** Stops heartbeating without releasing: the leases expire by themselves. */
+  forget(): void {
+    this.#stopTimer();
+    this.#held.clear();
+  }
+
+  #stopTimer(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #trustEnd(startedAt: number): number {
+    return startedAt + this.#ttlMs * TRUSTED_SHARE_OF_TTL;
+  }
+
+  /** One heartbeat at a time: the background timer and the loop may both ask for one. */
+  #heartbeat(): Promise<void> {
+    this.#heartbeating ??= this.#runHeartbeat().finally(() => {
+      this.#heartbeating = undefined;
+    });
+    return this.#heartbeating;
+  }
+
+  async #runHeartbeat(): Promise<void> {
     const startedAt = performance.now();
-    try {
-      if (await this.#store.renewLease(token, this.#ttlMs)) {
-        if (this.#token === token) this.#trustedUntil = startedAt + this.#ttlMs * TRUSTED_SHARE_OF_TTL;
-      } else if (this.#token === token) {
-        this.lose('renewal refused');
-      }
-    } catch (error) {
-      // Still trusted until its local deadline; the loop checks before every round.
-      this.#log.warn('lease renewal failed', { ...this.#logFields, error: describeError(error) });
+    const membership = await this.#store.heartbeat(this.#owner, this.#ttlMs);
+    this.#lastHeartbeat = startedAt;
+    this.#partitions = membership.partitions;
+    this.#share = Math.ceil(membership.partitions / Math.max(1, membership.relays));
+    const renewed = new Map(membership.held.map((l) => [l.partition, l.epoch]));
+    const lost: number[] = [];
+    for (const [partition, held] of this.#held) {
+      if (renewed.get(partition) === held.epoch) held.trustedUntil = this.#trustEnd(startedAt);
+      else lost.push(partition);
     }
+    this.lose(lost, 'taken over or expired');
+    // Leases the database says are ours and we did not know of (a take whose answer was lost)
+    // are adopted; the relay trusts the database, not its memory.
+    const adopted = membership.held.filter(
+      (l) => !this.#held.has(l.partition) && !lost.includes(l.partition),
+    );
+    for (const lease of adopted) {
+      this.#held.set(lease.partition, { epoch: lease.epoch, trustedUntil: this.#trustEnd(startedAt) });
+    }
+    if (adopted.length > 0) this.#announce('acquired', adopted);
+  }
+
+  async #heartbeatInBackground(): Promise<void> {
+    if (performance.now() - this.#lastHeartbeat < this.#ttlMs / 3 - 50) return;
+    try {
+      await this.#heartbeat();
+    } catch (error) {
+      // Still trusted until each lease's local deadline; the loop checks before every round.
+      this.#log.warn('lease heartbeat failed', { ...this.#logFields, error: describeError(error) });
+    }
+  }
+
+  async #release(partitions: readonly number[]): Promise<void> {
+    const released = partitions.map((partition) => ({ partition, epoch: this.#held.get(partition)!.epoch }));
+    for (const p of partitions) this.#held.delete(p);
+    this.#log.info('leases given back', {
+      ...this.#logFields,
+      partitions,
+      share: this.#share,
+      of: this.#partitions,
+    });
+    await this.#store.releaseLeases(this.#owner, partitions);
+    this.#announce('released', released);
+  }
+
+  #announce(change: LeaseChange, leases: readonly PartitionLease[]): void {
+    if (change === 'acquired') {
+      this.#log.info('leases acquired', { ...this.#logFields, partitions: leases.map((l) => l.partition) });
+    }
+    this.#onChange({
+      change,
+      partitions: leases.map((l) => l.partition),
+      epochs: leases.map((l) => l.epoch),
+    });
   }
 }

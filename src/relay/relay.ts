@@ -1,26 +1,30 @@
 /**
  * The relay: moves committed events from the outbox table to the brokers.
  *
- *   ┌────────────┐ lease held ┌───────┐ events ┌─────────────────────┐        ┌────────┐
- *   │ acquire    │───────────▶│ claim │───────▶│ publish, key rounds │───────▶│ settle │──┐
- *   │ lease      │◀─┐         └───────┘        └─────────────────────┘        └────────┘  │
- *   └────────────┘  │ lost        │ none due                                              │
- *                   │             ▼                                                       │
- *                   └──────── sleep until NOTIFY, a local add() or pollIntervalMs ◀───────┘
- *                                                  (no sleep while batches come back full)
+ *   ┌──────────────────┐ partitions ┌───────┐ events ┌─────────────────────┐        ┌────────┐
+ *   │ heartbeat, take  │───────────▶│ claim │───────▶│ publish, key rounds │───────▶│ settle │──┐
+ *   │ or give back     │◀─┐         └───────┘        └─────────────────────┘        └────────┘  │
+ *   │ partition leases │  │             │ none due                                              │
+ *   └──────────────────┘  │             ▼                                                       │
+ *                         └──── sleep 1, 2, 4 … ms up to pollIntervalMs (a wake-up cuts it) ◀─┘
+ *                                              (no sleep while claims return events)
  *
- * - One relay owns the outbox at a time through a lease row with an epoch (lease.ts); every settle is
- *   fenced by it, and the lease is renewed in the background while a batch is in flight.
- * - Claim is by status: due pending events in insertion order, minus any key held back by an
- *   earlier event that is retrying or delayed. Nothing is marked at claim, so a relay that dies
- *   leaves its events pending: the next owner publishes them again (at least once).
+ * - Relays share the outbox through partition leases (lease.ts): partition = key hash mod P, each
+ *   worked by one relay at a time, each relay holding its fair share. Every settle is fenced by
+ *   the epochs of the leases the batch was claimed under, and before each round the relay checks
+ *   that it still trusts each event's lease: a relay that lost a partition publishes nothing more
+ *   of it and writes nothing for it.
+ * - Claim is by status: due pending events of owned partitions in insertion order, minus any key
+ *   held back by an earlier event that is retrying, delayed or parked. Nothing is marked at claim,
+ *   so a relay that dies leaves its events pending: the next owner publishes them again.
  * - A batch is published in rounds: round r holds the r-th event of every key, so a key's next
  *   event goes out only after its previous one was delivered; keys are concurrent. A failure
  *   stops its key for this batch (later events of that key stay pending, untouched).
  * - Outcomes are settled in one statement: delivered → deleted (or kept, with retention);
  *   failed → attempts+1 and the next attempt after exponential backoff with full jitter;
- *   out of attempts, or a PermanentError → dead-lettered with its attempt history.
- * - stop(): finishes the round in flight, settles it, releases the lease and resolves.
+ *   out of attempts, or a PermanentError → dead-lettered with its attempt history, and with policy
+ *   'park' for its destination the dead letter keeps holding its key back until an operator acts.
+ * - stop(): finishes the round in flight, settles it, gives every lease back and resolves.
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
@@ -37,8 +41,8 @@ import type {
   PublishResult,
   Store,
 } from '../core/ports.js';
-import type { Router } from '../core/routes.js';
-import { LeaseHolder } from './lease.js';
+import { globToRegExp, type Router } from '../core/routes.js';
+import { type LeaseEvent, PartitionLeases } from './lease.js';
 import { consoleLogger, type Logger } from './logger.js';
 
 export interface RelayOptions {
@@ -48,9 +52,13 @@ export interface RelayOptions {
   readonly maxAttempts?: number;
   /** Retry schedule (default base 500 ms, cap 60 s, full jitter). */
   readonly backoff?: Partial<BackoffOptions>;
-  /** Longest sleep when idle; NOTIFY and local adds wake the relay sooner (default 250 ms). */
+  /**
+   * Longest sleep when idle (default 100 ms). After an empty claim the relay sleeps 1, 2, 4 … ms
+   * up to this; while claims return events it does not sleep. NOTIFY (when the store has it on)
+   * and local adds wake it sooner. Also how often a relay below its share looks for free partitions.
+   */
   readonly pollIntervalMs?: number;
-  /** Lease time-to-live; a relay that stops renewing loses the outbox after this (default 10 s). */
+  /** Lease time-to-live; a relay that stops heartbeating loses its partitions after this (default 10 s). */
   readonly leaseTtlMs?: number;
   /** Failed attempts kept per event (default 10, the most recent). */
   readonly historyLimit?: number;
@@ -64,12 +72,20 @@ export interface RelayOptions {
   /** This relay's id, in logs and attempt histories (default host:pid); the lease owner adds a nonce. */
   readonly relayId?: string;
   readonly logger?: Logger;
+  /**
+   * What a dead letter does to the later events of its key: 'continue' (default: they go on) or
+   * 'park' (they wait until an operator retries or discards the dead letter). One policy, or one
+   * per destination glob (`'payments.*': 'park'`); the first matching glob wins, else 'continue'.
+   */
+  readonly onDeadLetter?: DeadLetterPolicy | Readonly<Record<string, DeadLetterPolicy>>;
 }
+
+export type DeadLetterPolicy = 'continue' | 'park';
 
 export const RELAY_DEFAULTS = Object.freeze({
   batchSize: 500,
   maxAttempts: 10,
-  pollIntervalMs: 250,
+  pollIntervalMs: 100,
   leaseTtlMs: 10_000,
   historyLimit: 10,
   shutdownTimeoutMs: 15_000,
@@ -82,8 +98,12 @@ export interface BatchReport {
   readonly published: readonly ClaimedEvent[];
   readonly retried: readonly FailedAttempt[];
   readonly dead: readonly FailedAttempt[];
-  /** False when the lease was lost before settling: nothing was recorded, the next owner redoes it. */
+  /** False when some outcomes were not recorded (a lease lost): the next owner redoes those. */
   readonly settled: boolean;
+  /** Published or failed, but not recorded: their partition's lease was lost before the settle. */
+  readonly fenced: readonly ClaimedEvent[];
+  /** Not published: their partition's lease could no longer be trusted when their round came. */
+  readonly skipped: readonly ClaimedEvent[];
 }
 
 export interface RelayDependencies {
@@ -93,6 +113,8 @@ export interface RelayDependencies {
 }
 
 const ERROR_SLEEP_MIN_MS = 100;
+/** The first sleep after an empty claim; it doubles up to pollIntervalMs. */
+const IDLE_SLEEP_MIN_MS = 1;
 const ERROR_SLEEP_MAX_MS = 5_000;
 
 function positiveInt(name: string, value: number | undefined, fallback: number): number {
@@ -125,17 +147,41 @@ async function settleWithin<T>(promise: Promise<T>, ms: number, onTimeout: () =>
   }
 }
 
+/** Compiles `onDeadLetter` into a function of the destination; throws INVALID_CONFIG when malformed. */
+function deadLetterPolicy(option: RelayOptions['onDeadLetter']): (destination: string) => DeadLetterPolicy {
+  const valid = (p: unknown): p is DeadLetterPolicy => p === 'continue' || p === 'park';
+  if (option === undefined) return () => 'continue';
+  if (typeof option === 'string') {
+    if (!valid(option))
+      throw new OutboxError('INVALID_CONFIG', `relay.onDeadLetter must be 'continue' or 'park'`);
+    return () => option;
+  }
+  const rules = Object.entries(option).map(([glob, policy]) => {
+    if (!valid(policy) || glob === '') {
+      throw new OutboxError(
+        'INVALID_CONFIG',
+        `relay.onDeadLetter["${glob}"] must be 'continue' or 'park' for a non-empty destination glob`,
+      );
+    }
+    return { match: globToRegExp(glob), policy };
+  });
+  return (destination) => rules.find((r) => r.match.test(destination))?.policy ?? 'continue';
+}
+
 /**
  * The relay. Create it with `outbox.relay(options)`; `start()` runs it in the background,
  * `stop()` shuts it down gracefully; `runOnce()` processes one batch (tests, cron jobs).
- * Events: 'batch' (BatchReport), 'error' (Error, also logged), 'lease' ('acquired' | 'lost' | 'released').
+ * Events: 'batch' (BatchReport), 'error' (Error, also logged), 'lease' (LeaseEvent), 'stopped'.
  */
 export class Relay extends EventEmitter {
   readonly id: string;
   readonly #deps: RelayDependencies;
-  readonly #o: Required<Omit<RelayOptions, 'backoff' | 'logger' | 'relayId'>> & { backoff: BackoffOptions };
+  readonly #o: Required<Omit<RelayOptions, 'backoff' | 'logger' | 'relayId' | 'onDeadLetter'>> & {
+    backoff: BackoffOptions;
+  };
+  readonly #policy: (destination: string) => DeadLetterPolicy;
   readonly #log: Logger;
-  readonly #lease: LeaseHolder;
+  readonly #leases: PartitionLeases;
   #running: Promise<void> | undefined;
   #stopping = false;
   #wakePending = false;
@@ -161,16 +207,23 @@ export class Relay extends EventEmitter {
       publishTimeoutMs: setting('publishTimeoutMs'),
       backoff,
     };
+    this.#policy = deadLetterPolicy(options.onDeadLetter);
     this.id = options.relayId ?? `${hostname()}:${process.pid}`;
-    this.#lease = new LeaseHolder({
+    this.#leases = new PartitionLeases({
       store: deps.store,
       // Unique per Relay object: two processes sharing a configured relayId never share a lease.
       owner: `${this.id}:${uuidv7().slice(-12)}`,
       ttlMs: this.#o.leaseTtlMs,
+      acquireEveryMs: this.#o.pollIntervalMs,
       log: this.#log,
       logFields: { relay: this.id },
-      onChange: (change) => this.emit('lease', change),
+      onChange: (event: LeaseEvent) => this.emit('lease', event),
     });
+  }
+
+  /** Partitions this relay holds and trusts now. */
+  get partitions(): number[] {
+    return this.#leases.owned();
   }
 
   /** Starts the loop in the background (idempotent). Errors go to the logger and 'error' events. */
@@ -195,7 +248,7 @@ export class Relay extends EventEmitter {
     this.#wake?.();
   }
 
-  /** Finishes the round in flight, settles it, releases the lease. Safe to call twice. */
+  /** Finishes the round in flight, settles it, gives the leases back. Safe to call twice. */
   async stop(): Promise<void> {
     this.#stopping = true;
     this.wake();
@@ -210,15 +263,13 @@ export class Relay extends EventEmitter {
         () => false,
       );
       if (!finished) {
-        // A round is still publishing. The loop keeps the lease (renewed) so that no other relay
-        // publishes the same keys meanwhile, and gives it back the moment it ends.
+        // A round is still publishing. The loop keeps its leases (heartbeating) so that no other
+        // relay publishes the same keys meanwhile, and gives them back the moment it ends.
         this.#log.warn(
-          'relay.stop timed out waiting for the batch in flight; the lease is released when it ends',
-          {
-            relay: this.id,
-          },
+          'relay.stop timed out waiting for the batch in flight; the leases are released when it ends',
+          { relay: this.id },
         );
-        void running.finally(() => this.#lease.release());
+        void running.finally(() => this.#leases.releaseAll());
       }
     }
     const left = () => Math.max(budget - (Date.now() - startedAt), 1);
@@ -231,20 +282,21 @@ export class Relay extends EventEmitter {
       left(),
       () => undefined,
     );
-    if (finished) await settleWithin(this.#lease.release(), left(), () => undefined);
+    if (finished) await settleWithin(this.#leases.releaseAll(), left(), () => undefined);
     this.emit('stopped');
   }
 
-  /** Acquires the lease if needed, then claims, publishes and settles one batch. */
+  /** Takes this relay's share of partitions if needed, then claims, publishes and settles one batch. */
   async runOnce(): Promise<BatchReport> {
-    if (!(await this.#lease.hold())) {
+    await this.#leases.maintain(true);
+    const partitions = this.#leases.owned();
+    if (partitions.length === 0) {
       throw new OutboxError(
         'LEASE_HELD',
-        'another relay holds the outbox lease; it is released when that relay stops, or expires',
+        'other relays hold every partition of the outbox; theirs are released when they stop, or expire',
       );
     }
-    const batch = await this.#deps.store.claim(this.#o.batchSize);
-    return this.#process(batch);
+    return this.#process(await this.#deps.store.claim(partitions, this.#o.batchSize));
   }
 
   /** Runs batches until none is due; returns totals. For tests and one-shot jobs. */
@@ -259,25 +311,34 @@ export class Relay extends EventEmitter {
         if (report.claimed === 0 || !report.settled) return totals;
       }
     } finally {
-      await this.#lease.release();
+      await this.#leases.releaseAll();
     }
   }
 
   async #loop(): Promise<void> {
     let errorSleep = ERROR_SLEEP_MIN_MS;
+    let idleSleep = IDLE_SLEEP_MIN_MS;
     while (!this.#stopping) {
       try {
-        const held = await this.#lease.hold();
+        await this.#leases.maintain();
         if (this.#stopping) break; // stop() came while we waited for the database
-        if (!held) {
-          // A standby: commits must not make it hammer the lease row, so only stop() wakes it.
-          await this.#sleep(Math.max(this.#o.leaseTtlMs / 4, this.#o.pollIntervalMs), false);
+        const partitions = this.#leases.owned();
+        if (partitions.length === 0) {
+          // Every partition is held by other relays: commits must not make a standby hammer the
+          // database, so only stop() wakes it; it looks for free partitions every poll interval.
+          await this.#sleep(this.#o.pollIntervalMs, false);
           continue;
         }
-        const batch = await this.#deps.store.claim(this.#o.batchSize);
+        const batch = await this.#deps.store.claim(partitions, this.#o.batchSize);
         if (batch.length > 0) await this.#process(batch);
         errorSleep = ERROR_SLEEP_MIN_MS;
-        if (batch.length < this.#o.batchSize) await this.#sleep(this.#o.pollIntervalMs);
+        if (batch.length > 0) {
+          idleSleep = IDLE_SLEEP_MIN_MS;
+        } else {
+          // Adaptive polling: right after traffic the next event is likely soon.
+          await this.#sleep(idleSleep);
+          idleSleep = Math.min(idleSleep * 2, this.#o.pollIntervalMs);
+        }
       } catch (error) {
         this.#log.error('relay loop failed; retrying', { relay: this.id, error: describeError(error) });
         // EventEmitter throws an 'error' nobody listens to: that must not end the loop.
@@ -310,9 +371,12 @@ export class Relay extends EventEmitter {
 
   async #process(batch: readonly ClaimedEvent[]): Promise<BatchReport> {
     await failpoint('relay.after-claim');
-    const lease = this.#lease.token;
-    // The background renewal may have lost the lease while claim() ran: publish nothing then.
-    if (!lease) return { claimed: batch.length, published: [], retried: [], dead: [], settled: false };
+    // The epoch each partition was claimed under: the fence of this batch's settle.
+    const epochs = new Map<number, number>();
+    for (const event of batch) {
+      const epoch = this.#leases.epochOf(event.partition);
+      if (epoch !== undefined) epochs.set(event.partition, epoch);
+    }
     const lanes = new Map<string, ClaimedEvent[]>();
     for (const event of batch) {
       const lane = lanes.get(event.key);
@@ -322,11 +386,22 @@ export class Relay extends EventEmitter {
     const published: ClaimedEvent[] = [];
     const retried: FailedAttempt[] = [];
     const dead: FailedAttempt[] = [];
+    const skipped: ClaimedEvent[] = [];
     let round = [...lanes.values()].map((lane) => lane[0]!);
     for (let r = 1; round.length > 0; r++) {
-      const results = await this.#publishRound(round);
+      // Checked before every round: a partition whose lease can no longer be trusted is left
+      // alone from here on (its next owner publishes what remains).
+      const trusted: ClaimedEvent[] = [];
+      for (const event of round) {
+        const epoch = epochs.get(event.partition);
+        if (epoch !== undefined && this.#leases.trusts(event.partition, epoch)) trusted.push(event);
+        else skipped.push(...lanes.get(event.key)!.slice(r - 1));
+      }
+      if (trusted.length === 0) break;
+      await failpoint('relay.before-publish');
+      const results = await this.#publishRound(trusted);
       const next: ClaimedEvent[] = [];
-      round.forEach((event, i) => {
+      trusted.forEach((event, i) => {
         const result = results[i]!;
         if (result.ok) {
           published.push(event);
@@ -337,26 +412,50 @@ export class Relay extends EventEmitter {
           (deadLetter ? dead : retried).push(attempt);
         }
       });
-      // Stop between rounds when shutting down, or when the lease can no longer be trusted.
-      if (this.#stopping || !this.#lease.trusted) break;
+      if (this.#stopping) break; // shutting down: settle what is done
       round = next;
     }
     await failpoint('relay.after-publish');
-    let settled = false;
-    if (published.length + retried.length + dead.length > 0) {
+    const byId = new Map(batch.map((e) => [e.id, e]));
+    const attempted = [...published, ...[...retried, ...dead].map((f) => byId.get(f.id)!)];
+    let fencedOut = new Set<number>();
+    if (attempted.length > 0) {
+      const partitions = new Set(attempted.map((e) => e.partition));
       const result = await this.#deps.store.settle(
         { published: published.map((e) => e.id), retry: retried, dead },
-        lease,
+        {
+          owner: this.#leases.owner,
+          leases: [...partitions].map((partition) => ({ partition, epoch: epochs.get(partition)! })),
+        },
       );
-      settled = result.applied;
-      if (!settled && this.#lease.token === lease)
-        this.#lease.lose('settle fenced: another relay took the lease');
+      fencedOut = new Set(result.fenced);
+      if (fencedOut.size > 0) this.#leases.lose([...fencedOut], 'settle fenced: another relay took over');
     }
     await failpoint('relay.after-settle');
-    const report: BatchReport = { claimed: batch.length, published, retried, dead, settled };
-    if (dead.length > 0 && settled) {
-      for (const d of dead)
-        this.#log.warn('event dead-lettered', { relay: this.id, id: d.id, error: d.error });
+    const recorded = (id: string) => !fencedOut.has(byId.get(id)!.partition);
+    const report: BatchReport = {
+      claimed: batch.length,
+      published: published.filter((e) => recorded(e.id)),
+      retried: retried.filter((f) => recorded(f.id)),
+      dead: dead.filter((f) => recorded(f.id)),
+      settled: fencedOut.size === 0,
+      fenced: attempted.filter((e) => fencedOut.has(e.partition)),
+      skipped,
+    };
+    for (const d of report.dead) {
+      this.#log.warn('event dead-lettered', {
+        relay: this.id,
+        id: d.id,
+        error: d.error,
+        parked: d.park === true,
+      });
+    }
+    if (report.fenced.length > 0) {
+      this.#log.warn('settle fenced: outcomes not recorded, the new owner publishes them again', {
+        relay: this.id,
+        events: report.fenced.length,
+        partitions: [...fencedOut],
+      });
     }
     this.emit('batch', report);
     return report;
@@ -428,7 +527,11 @@ export class Relay extends EventEmitter {
     const history = [...event.history, record].slice(-this.#o.historyLimit);
     const permanent = error instanceof PublishError && !error.retryable;
     if (permanent || attempts >= this.#o.maxAttempts) {
-      return { attempt: { id: event.id, attempts, error: text, history, delayMs: 0 }, deadLetter: true };
+      const park = this.#policy(event.destination) === 'park';
+      return {
+        attempt: { id: event.id, attempts, error: text, history, delayMs: 0, park },
+        deadLetter: true,
+      };
     }
     const retryAfterMs = error instanceof PublishError ? (error.retryAfterMs ?? 0) : 0;
     const delayMs = backoffDelayMs(attempts, this.#o.backoff, retryAfterMs);

@@ -39,3 +39,19 @@ export function summarizeStats(rows: ReadonlyArray<Record<string, unknown>>): Ou
     destinations,
   };
 }
+
+/** The most partitions a table may have: each is a lease row every relay may scan. */
+export const MAX_PARTITIONS = 4096;
+
+/** `partitions` comes from configuration and is written into the schema: a whole number in range. */
+export function assertPartitions(value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value) || value < 1 || value > MAX_PARTITIONS) {
+    throw new OutboxError(
+      'INVALID_CONFIG',
+      `partitions must be an integer from 1 to ${MAX_PARTITIONS}, got ${String(value)}`,
+      { details: { option: 'partitions' } },
+    );
+  }
+  return value;
+}

@@ -13,10 +13,19 @@ interface Queryable {
   query(sql: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
 }
 
+/** Partitions of a new outbox table unless `partitions` says otherwise. */
+export const DEFAULT_PARTITIONS = 64;
+
+/** Settings a migration may need, fixed when it runs. */
+export interface MigrationSettings {
+  /** Partitions of the lease table (partition = key_hash mod partitions). */
+  readonly partitions: number;
+}
+
 export interface PostgresMigration {
   readonly version: number;
   readonly name: string;
-  sql(schema: string, table: string): string;
+  sql(schema: string, table: string, settings: MigrationSettings): string;
 }
 
 const q = (name: string): string => `"${name}"`;
@@ -63,6 +72,33 @@ CREATE TABLE ${q(schema)}.${q(`${table}_leases`)} (
 );`;
     },
   },
+  {
+    version: 2,
+    name: 'partition leases, relays, parked dead letters',
+    sql: (schema, table, { partitions }) => {
+      const t = `${q(schema)}.${q(table)}`;
+      const leases = `${q(schema)}.${q(`${table}_leases`)}`;
+      return `
+-- The partition is derived from the stored key hash, so add() never needs to know P.
+ALTER TABLE ${t} ADD COLUMN "partition" int GENERATED ALWAYS AS ((key_hash % ${partitions})::int) STORED;
+ALTER TABLE ${t} ADD COLUMN parked boolean NOT NULL DEFAULT false;
+-- seq is an identity column: its unique index only cost every insert a third index write.
+ALTER TABLE ${t} DROP CONSTRAINT ${q(`${table}_seq_key`)};
+DROP INDEX ${q(schema)}.${q(`${table}_pend_idx`)};
+DROP INDEX ${q(schema)}.${q(`${table}_held_idx`)};
+-- The claim walks pending rows in seq order and skips other relays' partitions inside the index.
+CREATE INDEX ${q(`${table}_pend_idx`)} ON ${t} (seq, "partition") WHERE status = 'pending';
+CREATE INDEX ${q(`${table}_held_idx`)} ON ${t} (key, seq)
+  WHERE (status = 'pending' AND (attempts > 0 OR available_at > created_at)) OR parked;
+DELETE FROM ${leases};
+INSERT INTO ${leases} ("partition", owner, epoch, expires_at)
+  SELECT p, '', 0, '-infinity' FROM generate_series(0, ${partitions - 1}) AS p;
+CREATE TABLE ${q(schema)}.${q(`${table}_relays`)} (
+  owner text PRIMARY KEY,
+  expires_at timestamptz NOT NULL
+);`;
+    },
+  },
 ];
 
 /** The newest schema version this code knows. */
@@ -77,7 +113,9 @@ export async function migratePostgres(
   client: Queryable,
   schema: string,
   table: string,
+  requestedPartitions?: number,
 ): Promise<MigrationResult> {
+  const settings: MigrationSettings = { partitions: requestedPartitions ?? DEFAULT_PARTITIONS };
   const migrations = `${q(schema)}.${q(`${table}_migrations`)}`;
   await client.query('BEGIN');
   await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [lockKey(schema, table)]);
@@ -91,12 +129,22 @@ export async function migratePostgres(
   const applied: string[] = [];
   for (const migration of POSTGRES_MIGRATIONS) {
     if (done.includes(migration.version)) continue;
-    await client.query(migration.sql(schema, table));
+    await client.query(migration.sql(schema, table, settings));
     await client.query(`INSERT INTO ${migrations} (version, name) VALUES ($1, $2)`, [
       migration.version,
       migration.name,
     ]);
     applied.push(`${migration.version} ${migration.name}`);
+  }
+  const leases = `${q(schema)}.${q(`${table}_leases`)}`;
+  const { rows } = await client.query(`SELECT count(*)::int AS n FROM ${leases}`);
+  const partitions = Number(rows[0]?.n);
+  if (requestedPartitions !== undefined && partitions !== requestedPartitions) {
+    throw new OutboxError(
+      'INVALID_CONFIG',
+      `outbox table ${q(schema)}.${q(table)} has ${partitions} partitions, not ${requestedPartitions}: the number is fixed when the table is created (changing it on a live system is not supported yet)`,
+      { details: { partitions, requested: requestedPartitions } },
+    );
   }
   await client.query('COMMIT');
   return { from, to: POSTGRES_SCHEMA_VERSION, applied };

@@ -15,10 +15,13 @@ import type {
   EventRecord,
   EventStatus,
   FailedAttempt,
-  LeaseToken,
+  Fence,
+  LeaseRecord,
   ListFilter,
+  Membership,
   MigrationResult,
   OutboxStats,
+  PartitionLease,
   PreparedEvent,
   Settlement,
   SettleResult,
@@ -27,7 +30,7 @@ import type {
   StoreCapabilities,
 } from '../core/ports.js';
 import { statementName } from '../core/sql.js';
-import { assertIdentifier, summarizeStats } from './common.js';
+import { assertIdentifier, assertPartitions, summarizeStats } from './common.js';
 import { checkPostgresSchema, migratePostgres } from './postgres-migrations.js';
 
 /** The part of a node-postgres query result the store reads. */
@@ -69,8 +72,14 @@ export interface PostgresStoreOptions {
   schema?: string;
   /** Default 'outbox'; the lease and migration tables are `<table>_leases` and `<table>_migrations`. */
   table?: string;
-  /** Wake the relay with NOTIFY when a transaction that added events commits. Default true. */
+  /**
+   * Wake the relay with NOTIFY when a transaction that added events commits. Default false: a
+   * NOTIFY takes a database-wide lock at commit, serialising every committing writer, so the
+   * relay polls adaptively instead (at once while events flow, backing off to its poll interval).
+   */
   notify?: boolean;
+  /** Partitions of a table `migrate()` creates (default 64); an existing table keeps its own. */
+  partitions?: number;
   /** Keep published events (status 'published') until `purge()` instead of deleting them. Default false. */
   retainPublished?: boolean;
   /** Size of the pool the store creates from `url`. Default 10. */
@@ -83,20 +92,21 @@ export interface PostgresStoreOptions {
   prepareStatements?: boolean;
 }
 
-type Settings = Required<Omit<PostgresStoreOptions, 'pool' | 'url'>> & { url?: string };
+type Settings = Required<Omit<PostgresStoreOptions, 'pool' | 'url' | 'partitions'>> & {
+  url?: string;
+  partitions?: number;
+};
 
 export const POSTGRES_STORE_DEFAULTS: Readonly<Settings> = Object.freeze({
   schema: 'public',
   table: 'outbox',
-  notify: true,
+  notify: false,
   retainPublished: false,
   poolSize: 10,
   prepareStatements: true,
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** The single lease row meaning "the whole outbox" (per-partition leases come later). */
-const WHOLE_OUTBOX = 0;
 const DEFAULT_LIST_LIMIT = 100;
 /** Rows deleted per purge statement, so purging never holds many locks for long. */
 const PURGE_CHUNK = 10_000;
@@ -130,6 +140,7 @@ export function postgresStore(options: PostgresStoreOptions): Store {
   const settings: Settings = { ...POSTGRES_STORE_DEFAULTS, ...definedOnly(rest) };
   assertIdentifier(settings.schema, 'schema');
   assertIdentifier(settings.table, 'table');
+  assertPartitions(settings.partitions);
   if (!Number.isInteger(settings.poolSize) || settings.poolSize < 1) {
     throw new OutboxError('INVALID_CONFIG', 'postgresStore "poolSize" must be a positive integer');
   }
@@ -187,10 +198,11 @@ class PostgresStore implements Store {
     return { sql: this.sql.insert, params: this.settings.notify ? [...columns, this.channel] : columns };
   }
 
-  async migrate(): Promise<MigrationResult> {
+  async migrate(options: { partitions?: number } = {}): Promise<MigrationResult> {
+    const partitions = assertPartitions(options.partitions) ?? this.settings.partitions;
     const client = await (await this.pool()).connect();
     try {
-      const result = await migratePostgres(client, this.settings.schema, this.settings.table);
+      const result = await migratePostgres(client, this.settings.schema, this.settings.table, partitions);
       client.release();
       return result;
     } catch (error) {
@@ -207,12 +219,12 @@ class PostgresStore implements Store {
     await checkPostgresSchema(await this.pool(), this.settings.schema, this.settings.table);
   }
 
-  async claim(limit: number): Promise<ClaimedEvent[]> {
-    if (limit <= 0) return [];
-    return (await this.rows(this.sql.claim, [limit])).map(toClaimed);
+  async claim(partitions: readonly number[], limit: number): Promise<ClaimedEvent[]> {
+    if (limit <= 0 || partitions.length === 0) return [];
+    return (await this.rows(this.sql.claim, [partitions, limit])).map(toClaimed);
   }
 
-  async settle(settlement: Settlement, lease: LeaseToken): Promise<SettleResult> {
+  async settle(settlement: Settlement, fence: Fence): Promise<SettleResult> {
     const { published, retry, dead } = settlement;
     const failed = (list: readonly FailedAttempt[]) => [
       list.map((f) => f.id),
@@ -221,29 +233,58 @@ class PostgresStore implements Store {
       list.map((f) => JSON.stringify(f.history)),
     ];
     const [row] = await this.rows(this.sql.settle, [
-      WHOLE_OUTBOX,
-      lease.owner,
-      lease.epoch,
+      fence.owner,
+      fence.leases.map((l) => l.partition),
+      fence.leases.map((l) => l.epoch),
       published,
       ...failed(retry),
       retry.map((r) => r.delayMs),
       ...failed(dead),
+      dead.map((d) => d.park === true),
     ]);
-    return { applied: row?.applied === true };
+    const held = new Set((row?.held as number[] | undefined) ?? []);
+    return { fenced: fence.leases.map((l) => l.partition).filter((p) => !held.has(p)) };
   }
 
-  async acquireLease(owner: string, ttlMs: number): Promise<LeaseToken | null> {
-    const [row] = await this.rows(this.sql.acquireLease, [WHOLE_OUTBOX, owner, ttlMs]);
-    return row ? { owner: String(row.owner), epoch: Number(row.epoch) } : null;
+  async heartbeat(owner: string, ttlMs: number): Promise<Membership> {
+    const [row] = await this.rows(this.sql.heartbeat, [owner, ttlMs]);
+    return {
+      partitions: Number(row?.partitions),
+      relays: Number(row?.relays),
+      held: ((row?.held as [number, string][] | null) ?? []).map(toLease),
+    };
   }
 
-  async renewLease(lease: LeaseToken, ttlMs: number): Promise<boolean> {
-    const rows = await this.rows(this.sql.renewLease, [WHOLE_OUTBOX, lease.owner, lease.epoch, ttlMs]);
-    return rows.length > 0;
+  async acquireLeases(owner: string, ttlMs: number): Promise<PartitionLease[]> {
+    return (await this.rows(this.sql.acquireLeases, [owner, ttlMs])).map((r) =>
+      toLease([r.partition, r.epoch]),
+    );
   }
 
-  async releaseLease(lease: LeaseToken): Promise<void> {
-    await this.rows(this.sql.releaseLease, [WHOLE_OUTBOX, lease.owner, lease.epoch]);
+  async releaseLeases(owner: string, partitions: readonly number[] | 'all'): Promise<void> {
+    if (partitions === 'all') await this.rows(this.sql.leave, [owner]);
+    else if (partitions.length > 0) await this.rows(this.sql.releaseLeases, [owner, partitions]);
+  }
+
+  async leases(): Promise<LeaseRecord[]> {
+    return (await this.rows(this.sql.leases)).map((r) => ({
+      partition: Number(r.partition),
+      owner: String(r.owner),
+      epoch: Number(r.epoch),
+      expiresAt: r.expires_at === null ? null : toDate(r.expires_at),
+    }));
+  }
+
+  async retryDead(ids: readonly string[]): Promise<number> {
+    const valid = ids.filter((id) => UUID.test(id));
+    if (valid.length === 0) return 0;
+    return Number((await this.rows(this.sql.retryDead, [valid]))[0]?.n ?? 0);
+  }
+
+  async discardDead(ids: readonly string[]): Promise<number> {
+    const valid = ids.filter((id) => UUID.test(id));
+    if (valid.length === 0) return 0;
+    return Number((await this.rows(this.sql.discardDead, [valid]))[0]?.n ?? 0);
   }
 
   async stats(): Promise<OutboxStats> {
@@ -340,50 +381,72 @@ export function channelName(schema: string, table: string): string {
   return `outbox:${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
 }
 
+/**
+ * The base of a table's per-key advisory locks: 32 bits from the table's name in the high half,
+ * the key hash added in the low half, so two outbox tables never share a key lock.
+ */
+function keyLockBase(schema: string, table: string): string {
+  const high = createHash('sha256').update(`outbox-key:${schema}.${table}`).digest().readUInt32BE(0);
+  return BigInt.asIntN(64, BigInt(high) << 32n).toString();
+}
+
 function buildSql(schema: string, table: string, options: { notify: boolean; retainPublished: boolean }) {
   const t = `${q(schema)}.${q(table)}`;
   const leases = `${q(schema)}.${q(`${table}_leases`)}`;
-  const claimed = `id, seq, key, key_hash, type, aggregate_type, aggregate_id, destination,
+  const relays = `${q(schema)}.${q(`${table}_relays`)}`;
+  const claimed = `id, seq, key, key_hash, "partition", type, aggregate_type, aggregate_id, destination,
     payload::text AS payload, headers::text AS headers, created_at, attempts, history::text AS history`;
-  const record = `${claimed}, status, available_at, last_error, published_at`;
+  const record = `${claimed}, status, available_at, last_error, published_at, parked`;
   const ms = (param: string) => `${param}::float8 * interval '1 millisecond'`;
+  const keyLock = (hash: string) => `pg_advisory_xact_lock(${keyLockBase(schema, table)}::bigint + ${hash})`;
+  // Per-key commit order: add() takes a transaction-scoped lock on each of its keys *before* the
+  // rows get their seq, so a second transaction adding to the same key waits until the first
+  // commits (or rolls back) and always gets the higher seq. Keys are locked in hash order, so two
+  // batches never take the same keys in opposite orders.
   const insertRows = `INSERT INTO ${t}
     (id, key, key_hash, type, aggregate_type, aggregate_id, destination, payload, headers, available_at)
   SELECT e.id, e.key, e.key_hash, e.type, e.aggregate_type, e.aggregate_id, e.destination,
     e.payload::json, e.headers::json, coalesce(e.available_at, now())
-  FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+  FROM (SELECT count(*) FROM (SELECT ${keyLock('k.h')} FROM
+      (SELECT DISTINCT h FROM unnest($3::bigint[]) AS u(h) ORDER BY h) AS k) AS taken) AS locked,
+    unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
     $8::text[], $9::text[], $10::timestamptz[])
     WITH ORDINALITY AS e(id, key, key_hash, type, aggregate_type, aggregate_id, destination, payload,
       headers, available_at, n)
   ORDER BY e.n`;
   const insertOne = `INSERT INTO ${t}
     (id, key, key_hash, type, aggregate_type, aggregate_id, destination, payload, headers, available_at)
-  VALUES ($1::uuid, $2::text, $3::bigint, $4::text, $5::text, $6::text, $7::text, $8::text::json, $9::text::json,
-    coalesce($10::timestamptz, now()))`;
+  SELECT $1::uuid, $2::text, $3::bigint, $4::text, $5::text, $6::text, $7::text, $8::text::json, $9::text::json,
+    coalesce($10::timestamptz, now())
+  FROM (SELECT ${keyLock('$3::bigint')}) AS locked`;
   const notifying = (insert: string) =>
     options.notify
       ? `WITH ins AS (${insert} RETURNING 1) SELECT pg_notify($11, '') WHERE EXISTS (SELECT 1 FROM ins)`
       : insert;
-  const fenced = `status = 'pending' AND EXISTS (SELECT 1 FROM lease)`;
+  const fenced = `status = 'pending' AND "partition" IN (SELECT "partition" FROM lease)`;
+  const changed = (statement: string) =>
+    `WITH changed AS (${statement} RETURNING 1) SELECT count(*) AS n FROM changed`;
   return {
-    // The notification is queued inside the caller's transaction: it is delivered at COMMIT, never
-    // after a ROLLBACK, and collapses to one per transaction.
+    // With notify on, the notification is queued inside the caller's transaction: delivered at
+    // COMMIT, never after a ROLLBACK, one per transaction.
     insert: notifying(insertRows),
     insertOne: notifying(insertOne),
-    // Due pending events in seq order, minus those whose key has an earlier pending event that is
-    // not due yet (retrying or delayed): a failing event holds back its own key only.
-    // The blockers come from the small held index (retrying or scheduled rows only); the planner
-    // reads it once and anti-joins (claims measured twice as fast as with a per-row probe).
+    // Due pending events of the relay's partitions in seq order, minus those whose key has an
+    // earlier event holding it back: pending and not due (retrying or delayed), or parked dead.
+    // The pending index is (seq, partition): other relays' partitions are skipped inside the
+    // index, and the blockers come from the small held index (never written on the happy path).
     claim: `SELECT ${claimed} FROM ${t} o
-      WHERE o.status = 'pending' AND o.available_at <= now()
+      WHERE o.status = 'pending' AND o."partition" = ANY($1::int[]) AND o.available_at <= now()
         AND NOT EXISTS (SELECT 1 FROM ${t} b
-          WHERE b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)
-            AND b.key = o.key AND b.available_at > now() AND b.seq < o.seq)
-      ORDER BY o.seq LIMIT $1`,
-    // FOR SHARE makes the fence hold until commit: a takeover (UPDATE of the lease row) waits
-    // for this statement, or this statement sees the new owner and writes nothing.
+          WHERE ((b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)) OR b.parked)
+            AND b.key = o.key AND b.seq < o.seq AND (b.parked OR b.available_at > now()))
+      ORDER BY o.seq LIMIT $2`,
+    // FOR SHARE makes the fence hold until commit: a takeover (UPDATE of a lease row) waits for
+    // this statement, or this statement sees the new epoch and leaves that partition's rows alone.
     settle: `WITH lease AS (
-        SELECT 1 FROM ${leases} WHERE "partition" = $1 AND owner = $2 AND epoch = $3::bigint FOR SHARE
+        SELECT l."partition" FROM ${leases} l
+          JOIN unnest($2::int[], $3::bigint[]) AS f(p, epoch) ON l."partition" = f.p AND l.epoch = f.epoch
+        WHERE l.owner = $1 FOR SHARE OF l
       ), published AS (
         ${
           options.retainPublished
@@ -397,24 +460,53 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
           AS r(id, attempts, error, history, delay_ms)
         WHERE ${t}.id = r.id AND ${fenced} RETURNING 1
       ), dead AS (
-        UPDATE ${t} SET status = 'dead', attempts = d.attempts, last_error = d.error, history = d.history::json
-        FROM unnest($10::uuid[], $11::int[], $12::text[], $13::text[]) AS d(id, attempts, error, history)
+        UPDATE ${t} SET status = 'dead', attempts = d.attempts, last_error = d.error,
+          history = d.history::json, parked = d.park
+        FROM unnest($10::uuid[], $11::int[], $12::text[], $13::text[], $14::bool[])
+          AS d(id, attempts, error, history, park)
         WHERE ${t}.id = d.id AND ${fenced} RETURNING 1
       )
-      SELECT EXISTS (SELECT 1 FROM lease) AS applied`,
-    // Free, expired or already ours; a takeover from another owner bumps the epoch.
-    acquireLease: `INSERT INTO ${leases} AS l ("partition", owner, epoch, expires_at)
-      VALUES ($1, $2, 1, now() + ${ms('$3')})
-      ON CONFLICT ("partition") DO UPDATE SET owner = excluded.owner,
-        epoch = CASE WHEN l.owner = excluded.owner THEN l.epoch ELSE l.epoch + 1 END,
-        expires_at = excluded.expires_at
-      WHERE l.owner = excluded.owner OR l.expires_at < now()
-      RETURNING owner, epoch`,
+      SELECT coalesce(array_agg("partition"), '{}') AS held FROM lease`,
+    // Registers the relay, renews every lease it holds (a released one excepted) and counts the
+    // live relays; registrations long dead are cleaned up on the way.
+    heartbeat: `WITH me AS (
+        INSERT INTO ${relays} (owner, expires_at) VALUES ($1, now() + ${ms('$2')})
+        ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at RETURNING 1
+      ), gone AS (
+        DELETE FROM ${relays} WHERE expires_at < now() - interval '1 hour' RETURNING 1
+      ), renewed AS (
+        UPDATE ${leases} SET expires_at = now() + ${ms('$2')}
+        WHERE owner = $1 AND expires_at > '-infinity' RETURNING "partition", epoch
+      )
+      SELECT (SELECT count(*) FROM ${leases}) AS partitions,
+        (SELECT count(*) FROM ${relays} WHERE expires_at > now() AND owner <> $1) + 1 AS relays,
+        (SELECT json_agg(json_build_array("partition", epoch::text)) FROM renewed) AS held`,
+    // Free or expired partitions, up to the fair share ceil(P / live relays) minus what this relay
+    // holds; SKIP LOCKED so relays starting together split them instead of queueing.
+    acquireLeases: `WITH live AS (
+        SELECT count(*) + 1 AS n FROM ${relays} WHERE expires_at > now() AND owner <> $1
+      ), share AS (
+        SELECT greatest(0, ceil((SELECT count(*) FROM ${leases})::numeric / live.n)
+          - (SELECT count(*) FROM ${leases} WHERE owner = $1 AND expires_at > now()))::int AS n FROM live
+      ), free AS (
+        SELECT "partition" FROM ${leases} WHERE expires_at < now()
+        ORDER BY "partition" LIMIT (SELECT n FROM share) FOR UPDATE SKIP LOCKED
+      )
+      UPDATE ${leases} l SET owner = $1, epoch = l.epoch + 1, expires_at = now() + ${ms('$2')}
+      FROM free WHERE l."partition" = free."partition"
+      RETURNING l."partition", l.epoch::text AS epoch`,
     // '-infinity' marks a released lease: free for anyone at once, and no longer renewable.
-    renewLease: `UPDATE ${leases} SET expires_at = now() + ${ms('$4')}
-      WHERE "partition" = $1 AND owner = $2 AND epoch = $3::bigint AND expires_at <> '-infinity' RETURNING 1`,
-    releaseLease: `UPDATE ${leases} SET expires_at = '-infinity'
-      WHERE "partition" = $1 AND owner = $2 AND epoch = $3::bigint`,
+    releaseLeases: `UPDATE ${leases} SET expires_at = '-infinity' WHERE owner = $1 AND "partition" = ANY($2::int[])`,
+    leave: `WITH released AS (
+        UPDATE ${leases} SET expires_at = '-infinity' WHERE owner = $1 AND expires_at > '-infinity' RETURNING 1
+      ), gone AS (DELETE FROM ${relays} WHERE owner = $1 RETURNING 1)
+      SELECT (SELECT count(*) FROM released) AS released`,
+    leases: `SELECT "partition", owner, epoch::text AS epoch,
+        CASE WHEN expires_at = '-infinity' THEN NULL ELSE expires_at END AS expires_at
+      FROM ${leases} ORDER BY "partition"`,
+    retryDead: changed(`UPDATE ${t} SET status = 'pending', attempts = 0, parked = false, available_at = now()
+      WHERE id = ANY($1::uuid[]) AND status = 'dead'`),
+    discardDead: changed(`DELETE FROM ${t} WHERE id = ANY($1::uuid[]) AND status = 'dead'`),
     stats: `SELECT destination,
         count(*) FILTER (WHERE status = 'pending') AS pending,
         count(*) FILTER (WHERE status = 'pending' AND attempts > 0) AS retrying,
@@ -435,6 +527,10 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
   };
 }
 
+function toLease([partition, epoch]: readonly [unknown, unknown]): PartitionLease {
+  return { partition: Number(partition), epoch: Number(epoch) };
+}
+
 function toDate(value: unknown): Date {
   return value instanceof Date ? value : new Date(String(value));
 }
@@ -445,6 +541,7 @@ function toClaimed(row: Row): ClaimedEvent {
     seq: Number(row.seq),
     key: String(row.key),
     keyHash: Number(row.key_hash),
+    partition: Number(row.partition),
     type: String(row.type),
     aggregateType: (row.aggregate_type as string | null) ?? null,
     aggregateId: (row.aggregate_id as string | null) ?? null,
@@ -464,6 +561,7 @@ function toRecord(row: Row): EventRecord {
     availableAt: toDate(row.available_at),
     lastError: (row.last_error as string | null) ?? null,
     publishedAt: row.published_at === null ? null : toDate(row.published_at),
+    parked: row.parked === true,
   };
 }
 

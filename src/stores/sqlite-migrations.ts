@@ -10,7 +10,7 @@
 export interface SqliteMigration {
   readonly version: number;
   readonly name: string;
-  sql(table: string): string;
+  sql(table: string, settings: { readonly partitions: number }): string;
 }
 
 export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
@@ -48,5 +48,23 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
         epoch INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
       );`,
+  },
+  {
+    version: 2,
+    name: 'partition leases, relays, parked dead letters',
+    // The partition is derived from the stored key hash, so add() never needs to know P.
+    // A released or never-owned lease has expires_at -1: free for anyone at once.
+    sql: (t, { partitions }) => `
+      ALTER TABLE "${t}" ADD COLUMN partition INTEGER GENERATED ALWAYS AS (key_hash % ${partitions}) VIRTUAL;
+      ALTER TABLE "${t}" ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;
+      DROP INDEX IF EXISTS "${t}_pending_seq";
+      DROP INDEX IF EXISTS "${t}_pending_held";
+      CREATE INDEX "${t}_pending_seq" ON "${t}" (seq, partition) WHERE status = 'pending';
+      CREATE INDEX "${t}_pending_held" ON "${t}" (key, seq)
+        WHERE (status = 'pending' AND (attempts > 0 OR available_at > created_at)) OR parked;
+      DELETE FROM "${t}_leases";
+      WITH RECURSIVE p(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM p WHERE n + 1 < ${partitions})
+      INSERT INTO "${t}_leases" (partition, owner, epoch, expires_at) SELECT n, '', 0, -1 FROM p;
+      CREATE TABLE "${t}_relays" (owner TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);`,
   },
 ];

@@ -8,17 +8,20 @@ import type {
   ClaimedEvent,
   EventRecord,
   EventStatus,
-  LeaseToken,
+  Fence,
+  LeaseRecord,
   ListFilter,
+  Membership,
   MigrationResult,
   OutboxStats,
+  PartitionLease,
   PreparedEvent,
   Settlement,
   SettleResult,
   Statement,
   Store,
 } from '../core/ports.js';
-import { assertIdentifier, summarizeStats } from './common.js';
+import { assertIdentifier, assertPartitions, summarizeStats } from './common.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
 /** The part of better-sqlite3's Database the store uses. */
@@ -47,16 +50,21 @@ export interface SqliteStoreOptions {
   readonly retainPublished?: boolean;
   /** How long a write waits for a lock held by another connection (default 5000 ms). */
   readonly busyTimeoutMs?: number;
+  /** Partitions of a table `migrate()` creates (default 64); an existing table keeps its own. */
+  readonly partitions?: number;
 }
 
-const COLUMNS = `seq, id, key, key_hash, type, aggregate_type, aggregate_id, destination, payload, headers,
-  status, attempts, last_error, history, created_at, available_at, published_at`;
+const DEFAULT_PARTITIONS = 64;
+
+const COLUMNS = `seq, id, key, key_hash, partition, type, aggregate_type, aggregate_id, destination, payload,
+  headers, status, attempts, last_error, history, created_at, available_at, published_at, parked`;
 
 interface Row {
   seq: number;
   id: string;
   key: string;
   key_hash: number;
+  partition: number;
   type: string;
   aggregate_type: string | null;
   aggregate_id: string | null;
@@ -70,6 +78,7 @@ interface Row {
   created_at: number;
   available_at: number;
   published_at: number | null;
+  parked: number;
 }
 
 function toClaimed(r: Row): ClaimedEvent {
@@ -78,6 +87,7 @@ function toClaimed(r: Row): ClaimedEvent {
     seq: r.seq,
     key: r.key,
     keyHash: r.key_hash,
+    partition: r.partition,
     type: r.type,
     aggregateType: r.aggregate_type,
     aggregateId: r.aggregate_id,
@@ -97,6 +107,7 @@ function toRecord(r: Row): EventRecord {
     availableAt: new Date(r.available_at),
     lastError: r.last_error,
     publishedAt: r.published_at === null ? null : new Date(r.published_at),
+    parked: r.parked === 1,
   };
 }
 
@@ -108,11 +119,13 @@ function toRecord(r: Row): EventRecord {
  */
 export function sqliteStore(options: SqliteStoreOptions): Store {
   const table = assertIdentifier(options.table ?? 'outbox', 'table');
+  assertPartitions(options.partitions);
   if (!options.database === !options.path) {
     throw new OutboxError('INVALID_CONFIG', 'sqliteStore needs exactly one of `database` or `path`');
   }
   const t = `"${table}"`;
   const leases = `"${table}_leases"`;
+  const relays = `"${table}_relays"`;
   const migrations = `"${table}_migrations"`;
   let db: SqliteDatabaseLike | undefined = options.database;
 
@@ -144,14 +157,17 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       e.value ->> 7, e.value ->> 8, ?, coalesce(e.value ->> 9, ?)
     FROM json_each(?) AS e`;
 
+  // Due pending events of the given partitions in seq order, minus those whose key has an earlier
+  // event holding it back: pending and not due (retrying or delayed), or a parked dead letter.
   const claimSql = `SELECT ${COLUMNS} FROM ${t} AS o
     WHERE o.status = 'pending' AND o.available_at <= @now
+      AND o.partition IN (SELECT value FROM json_each(@partitions))
       AND NOT EXISTS (SELECT 1 FROM ${t} AS b
-        WHERE b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)
-          AND b.key = o.key AND b.available_at > @now AND b.seq < o.seq)
+        WHERE ((b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)) OR b.parked)
+          AND b.key = o.key AND b.seq < o.seq AND (b.parked OR b.available_at > @now))
     ORDER BY o.seq LIMIT @limit`;
-
-  const ownsLease = `EXISTS (SELECT 1 FROM ${leases} WHERE partition = 0 AND owner = ? AND epoch = ?)`;
+  // Rows of the partitions the settle's fence still holds.
+  const fenced = `status = 'pending' AND partition IN (SELECT value FROM json_each(@held))`;
 
   function schemaVersion(conn: SqliteDatabaseLike): number {
     conn.exec(`CREATE TABLE IF NOT EXISTS ${migrations} (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
@@ -184,7 +200,8 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       return { sql: insertSql, params: [now, now, JSON.stringify(rows)] };
     },
 
-    async migrate(): Promise<MigrationResult> {
+    async migrate(migrateOptions: { partitions?: number } = {}): Promise<MigrationResult> {
+      const requested = assertPartitions(migrateOptions.partitions) ?? options.partitions;
       const conn = await open();
       conn.pragma('journal_mode = WAL');
       // BEGIN IMMEDIATE takes the write lock first, so concurrent migrators run one after another.
@@ -193,11 +210,19 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
         const applied: string[] = [];
         for (const m of SQLITE_MIGRATIONS) {
           if (m.version <= from) continue;
-          conn.exec(m.sql(table));
+          conn.exec(m.sql(table, { partitions: requested ?? DEFAULT_PARTITIONS }));
           conn
             .prepare(`INSERT INTO ${migrations} (version, name, applied_at) VALUES (?, ?, ?)`)
             .run(m.version, m.name, Date.now());
           applied.push(`${m.version} ${m.name}`);
+        }
+        const { n } = conn.prepare(`SELECT count(*) AS n FROM ${leases}`).get() as { n: number };
+        if (requested !== undefined && n !== requested) {
+          throw new OutboxError(
+            'INVALID_CONFIG',
+            `outbox table "${table}" has ${n} partitions, not ${requested}: the number is fixed when the table is created (changing it on a live system is not supported yet)`,
+            { details: { partitions: n, requested } },
+          );
         }
         return { from, to: Math.max(from, latest), applied };
       });
@@ -232,34 +257,45 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       }
     },
 
-    async claim(limit: number): Promise<ClaimedEvent[]> {
+    async claim(partitions: readonly number[], limit: number): Promise<ClaimedEvent[]> {
+      if (limit <= 0 || partitions.length === 0) return [];
       const conn = await open();
       // A connection shared with the application sees the application's uncommitted rows while a
       // transaction is open on it: claim nothing then, the next poll comes soon enough.
       if (conn.inTransaction) return [];
-      return (conn.prepare(claimSql).all({ now: Date.now(), limit }) as Row[]).map(toClaimed);
+      const rows = conn
+        .prepare(claimSql)
+        .all({ now: Date.now(), limit, partitions: JSON.stringify(partitions) }) as Row[];
+      return rows.map(toClaimed);
     },
 
-    async settle(s: Settlement, lease: LeaseToken): Promise<SettleResult> {
+    async settle(s: Settlement, fence: Fence): Promise<SettleResult> {
       const conn = await open();
       const now = Date.now();
       const run = conn.transaction((): SettleResult => {
-        const owned = conn.prepare(`SELECT ${ownsLease} AS owned`).get(lease.owner, lease.epoch) as {
-          owned: number;
-        };
-        if (!owned.owned) return { applied: false };
+        const held = (
+          conn
+            .prepare(`SELECT l.partition AS p FROM ${leases} AS l
+              JOIN json_each(?) AS f ON l.partition = f.value ->> 0 AND l.epoch = f.value ->> 1
+              WHERE l.owner = ?`)
+            .all(JSON.stringify(fence.leases.map((l) => [l.partition, l.epoch])), fence.owner) as {
+            p: number;
+          }[]
+        ).map((r) => r.p);
+        const fencedOut = fence.leases.map((l) => l.partition).filter((p) => !held.includes(p));
+        if (held.length === 0) return { fenced: fencedOut };
+        const scope = { held: JSON.stringify(held) };
         if (s.published.length > 0) {
           const ids = JSON.stringify(s.published);
           if (options.retainPublished) {
             conn
-              .prepare(
-                `UPDATE ${t} SET status = 'published', published_at = ? WHERE status = 'pending' AND id IN (SELECT value FROM json_each(?))`,
-              )
-              .run(now, ids);
+              .prepare(`UPDATE ${t} SET status = 'published', published_at = @now
+                WHERE ${fenced} AND id IN (SELECT value FROM json_each(@ids))`)
+              .run({ ...scope, now, ids });
           } else {
             conn
-              .prepare(`DELETE FROM ${t} WHERE status = 'pending' AND id IN (SELECT value FROM json_each(?))`)
-              .run(ids);
+              .prepare(`DELETE FROM ${t} WHERE ${fenced} AND id IN (SELECT value FROM json_each(@ids))`)
+              .run({ ...scope, ids });
           }
         }
         const failed = [
@@ -270,49 +306,114 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
             f.error,
             JSON.stringify(f.history),
             now + f.delayMs,
+            0,
           ]),
-          ...s.dead.map((f) => [f.id, 'dead', f.attempts, f.error, JSON.stringify(f.history), null]),
+          ...s.dead.map((f) => [
+            f.id,
+            'dead',
+            f.attempts,
+            f.error,
+            JSON.stringify(f.history),
+            null,
+            f.park ? 1 : 0,
+          ]),
         ];
         if (failed.length > 0) {
           conn
             .prepare(`UPDATE ${t} AS o SET status = f.value ->> 1, attempts = f.value ->> 2, last_error = f.value ->> 3,
-                history = f.value ->> 4, available_at = coalesce(f.value ->> 5, o.available_at)
-              FROM json_each(?) AS f WHERE o.id = f.value ->> 0 AND o.status = 'pending'`)
-            .run(JSON.stringify(failed));
+                history = f.value ->> 4, available_at = coalesce(f.value ->> 5, o.available_at), parked = f.value ->> 6
+              FROM json_each(@failed) AS f WHERE o.id = f.value ->> 0 AND o.${fenced}`)
+            .run({ ...scope, failed: JSON.stringify(failed) });
         }
-        return { applied: true };
+        return { fenced: fencedOut };
       });
       return run.immediate();
     },
 
-    async acquireLease(owner: string, ttlMs: number): Promise<LeaseToken | null> {
+    async heartbeat(owner: string, ttlMs: number): Promise<Membership> {
       const conn = await open();
-      const now = Date.now();
-      const row = conn
-        .prepare(`INSERT INTO ${leases} (partition, owner, epoch, expires_at) VALUES (0, @owner, 1, @expires)
-          ON CONFLICT (partition) DO UPDATE SET
-            epoch = CASE WHEN owner = @owner THEN epoch ELSE epoch + 1 END, owner = @owner, expires_at = @expires
-          WHERE owner = @owner OR expires_at < @now
-          RETURNING epoch`)
-        .get({ owner, expires: now + ttlMs, now }) as { epoch: number } | undefined;
-      return row ? { owner, epoch: row.epoch } : null;
+      const run = conn.transaction((): Membership => {
+        const now = Date.now();
+        conn
+          .prepare(`INSERT INTO ${relays} (owner, expires_at) VALUES (?, ?)
+            ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at`)
+          .run(owner, now + ttlMs);
+        conn.prepare(`DELETE FROM ${relays} WHERE expires_at < ?`).run(now - 3_600_000);
+        const held = conn
+          .prepare(`UPDATE ${leases} SET expires_at = ? WHERE owner = ? AND expires_at >= 0
+            RETURNING partition, epoch`)
+          .all(now + ttlMs, owner) as PartitionLease[];
+        const counts = conn
+          .prepare(`SELECT (SELECT count(*) FROM ${leases}) AS partitions,
+              (SELECT count(*) FROM ${relays} WHERE expires_at > ? AND owner <> ?) + 1 AS relays`)
+          .get(now, owner) as { partitions: number; relays: number };
+        return { ...counts, held: held.map((l) => ({ partition: l.partition, epoch: l.epoch })) };
+      });
+      return run.immediate();
     },
 
-    async renewLease(lease: LeaseToken, ttlMs: number): Promise<boolean> {
+    async acquireLeases(owner: string, ttlMs: number): Promise<PartitionLease[]> {
       const conn = await open();
-      const result = conn
-        .prepare(
-          `UPDATE ${leases} SET expires_at = ? WHERE partition = 0 AND owner = ? AND epoch = ? AND expires_at >= 0`,
-        )
-        .run(Date.now() + ttlMs, lease.owner, lease.epoch);
-      return result.changes === 1;
+      const run = conn.transaction((): PartitionLease[] => {
+        const now = Date.now();
+        const { want } = conn
+          .prepare(`SELECT max(0, ((SELECT count(*) FROM ${leases}) + live.n - 1) / live.n
+              - (SELECT count(*) FROM ${leases} WHERE owner = @owner AND expires_at > @now)) AS want
+            FROM (SELECT count(*) + 1 AS n FROM ${relays} WHERE expires_at > @now AND owner <> @owner) AS live`)
+          .get({ owner, now }) as { want: number };
+        if (want <= 0) return [];
+        const taken = conn
+          .prepare(`UPDATE ${leases} SET owner = @owner, epoch = epoch + 1, expires_at = @expires
+            WHERE partition IN (SELECT partition FROM ${leases} WHERE expires_at < @now
+              ORDER BY partition LIMIT @want)
+            RETURNING partition, epoch`)
+          .all({ owner, now, want, expires: now + ttlMs }) as PartitionLease[];
+        return taken.map((l) => ({ partition: l.partition, epoch: l.epoch }));
+      });
+      return run.immediate();
     },
 
-    async releaseLease(lease: LeaseToken): Promise<void> {
+    async releaseLeases(owner: string, partitions: readonly number[] | 'all'): Promise<void> {
       const conn = await open();
-      conn
-        .prepare(`UPDATE ${leases} SET expires_at = -1 WHERE partition = 0 AND owner = ? AND epoch = ?`)
-        .run(lease.owner, lease.epoch);
+      if (partitions === 'all') {
+        conn.transaction(() => {
+          conn.prepare(`UPDATE ${leases} SET expires_at = -1 WHERE owner = ?`).run(owner);
+          conn.prepare(`DELETE FROM ${relays} WHERE owner = ?`).run(owner);
+        })();
+      } else if (partitions.length > 0) {
+        conn
+          .prepare(`UPDATE ${leases} SET expires_at = -1
+            WHERE owner = ? AND partition IN (SELECT value FROM json_each(?))`)
+          .run(owner, JSON.stringify(partitions));
+      }
+    },
+
+    async leases(): Promise<LeaseRecord[]> {
+      const conn = await open();
+      const rows = conn
+        .prepare(`SELECT partition, owner, epoch, expires_at FROM ${leases} ORDER BY partition`)
+        .all() as { partition: number; owner: string; epoch: number; expires_at: number }[];
+      return rows.map((r) => ({
+        partition: r.partition,
+        owner: r.owner,
+        epoch: r.epoch,
+        expiresAt: r.expires_at < 0 ? null : new Date(r.expires_at),
+      }));
+    },
+
+    async retryDead(ids: readonly string[]): Promise<number> {
+      const conn = await open();
+      return conn
+        .prepare(`UPDATE ${t} SET status = 'pending', attempts = 0, parked = 0, available_at = ?
+          WHERE status = 'dead' AND id IN (SELECT value FROM json_each(?))`)
+        .run(Date.now(), JSON.stringify(ids)).changes;
+    },
+
+    async discardDead(ids: readonly string[]): Promise<number> {
+      const conn = await open();
+      return conn
+        .prepare(`DELETE FROM ${t} WHERE status = 'dead' AND id IN (SELECT value FROM json_each(?))`)
+        .run(JSON.stringify(ids)).changes;
     },
 
     async stats(): Promise<OutboxStats> {

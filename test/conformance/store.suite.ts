@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ErrorCode } from '../../src/core/errors.js';
 import type { OutboxEvent } from '../../src/core/event.js';
-import type { Executor, Store } from '../../src/core/ports.js';
+import type { Executor, Fence, Store } from '../../src/core/ports.js';
 import { createOutbox, type Outbox, OutboxError, PermanentError, PublishError } from '../../src/index.js';
 import { silentLogger } from '../../src/relay/logger.js';
 import { memoryPublisher, seededRandom } from '../../src/testing/index.js';
@@ -46,6 +46,10 @@ async function expectCode(promise: () => unknown, code: ErrorCode): Promise<void
 }
 
 const LEASE = { owner: 'suite', ttl: 60_000 };
+/** Partitions of the suite's tables (the default). */
+const P = 64;
+const ALL = Array.from({ length: P }, (_, i) => i);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function storeConformance(name: string, makeHarness: () => Promise<StoreHarness | string>): void {
   describe(`store conformance: ${name}`, () => {
@@ -75,10 +79,17 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       });
     }
 
-    async function lease() {
-      const token = await store.acquireLease(LEASE.owner, LEASE.ttl);
-      expect(token).not.toBeNull();
-      return token!;
+    /** Every due event of every partition. */
+    function claimAll(limit: number) {
+      return store.claim(ALL, limit);
+    }
+
+    /** A lone relay's fence: it takes every partition. */
+    async function lease(owner = LEASE.owner): Promise<Fence> {
+      await store.heartbeat(owner, LEASE.ttl);
+      const leases = await store.acquireLeases(owner, LEASE.ttl);
+      expect(leases.map((l) => l.partition)).toEqual(ALL);
+      return { owner, leases };
     }
 
     it('migrate is idempotent: a second run applies nothing', async () => {
@@ -99,7 +110,7 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
           throw new Error('rollback');
         }),
       ).rejects.toThrow('rollback');
-      const claimed = await store.claim(10);
+      const claimed = await claimAll(10);
       expect(claimed.map((e) => e.id)).toEqual([id]);
       const e = claimed[0]!;
       expect(e).toMatchObject({
@@ -128,7 +139,7 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
         return result as unknown as string[];
       });
       expect(ids).toHaveLength(50);
-      const claimed = await store.claim(100);
+      const claimed = await claimAll(100);
       expect(claimed.map((e) => e.id)).toEqual(ids);
       expect(claimed.map((e) => JSON.parse(e.payload).i)).toEqual(events.map((_, i) => i));
       expect(await addCommitted([])).toEqual([]);
@@ -137,8 +148,8 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
     it('settle deletes published events by default', async () => {
       const ids = await addCommitted([order(1), order(2)]);
       const token = await lease();
-      expect(await store.settle({ published: ids, retry: [], dead: [] }, token)).toEqual({ applied: true });
-      expect(await store.claim(10)).toEqual([]);
+      expect(await store.settle({ published: ids, retry: [], dead: [] }, token)).toEqual({ fenced: [] });
+      expect(await claimAll(10)).toEqual([]);
       expect(await store.get(ids[0]!)).toBeUndefined();
     });
 
@@ -148,7 +159,7 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       const ids = await addCommitted([order(1), order(2)]);
       const token = await lease();
       await store.settle({ published: ids, retry: [], dead: [] }, token);
-      expect(await store.claim(10)).toEqual([]);
+      expect(await claimAll(10)).toEqual([]);
       const kept = await store.get(ids[0]!);
       expect(kept?.status).toBe('published');
       expect(kept?.publishedAt).toBeInstanceOf(Date);
@@ -172,7 +183,7 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
         token,
       );
       // A1 waits a minute; A2 is behind it; B flows.
-      expect((await store.claim(10)).map((e) => e.id)).toEqual([b1]);
+      expect((await claimAll(10)).map((e) => e.id)).toEqual([b1]);
       const record = await store.get(a1!);
       expect(record).toMatchObject({ status: 'pending', attempts: 1, lastError: 'boom', history });
       expect(record!.availableAt.getTime()).toBeGreaterThan(Date.now() + 50_000);
@@ -183,7 +194,7 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
         { published: [], retry: [{ id: a1!, attempts: 2, error: 'boom2', history, delayMs: 0 }], dead: [] },
         token,
       );
-      expect((await store.claim(10)).map((e) => e.id)).toEqual([a1, a2, b1]);
+      expect((await claimAll(10)).map((e) => e.id)).toEqual([a1, a2, b1]);
     });
 
     it('a dead letter is kept with its history and no longer holds back its key', async () => {
@@ -198,7 +209,7 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
         },
         token,
       );
-      expect((await store.claim(10)).map((e) => e.id)).toEqual([a2]);
+      expect((await claimAll(10)).map((e) => e.id)).toEqual([a2]);
       expect(await store.get(a1!)).toMatchObject({
         status: 'dead',
         attempts: 1,
@@ -216,35 +227,113 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
         order('D', 2),
         order('C', 1),
       ]);
-      expect((await store.claim(10)).map((e) => e.id)).toEqual([c1]);
+      expect((await claimAll(10)).map((e) => e.id)).toEqual([c1]);
       expect((await store.get(d1!))!.availableAt.getTime()).toBe(later.getTime());
       const [p1] = await addCommitted({ ...order('P', 1), availableAt: new Date(Date.now() - 1000) });
-      expect((await store.claim(10)).map((e) => e.id)).toEqual([c1, p1]);
+      expect((await claimAll(10)).map((e) => e.id)).toEqual([c1, p1]);
       expect(d2).toBeDefined();
     });
 
     it('claim respects its limit and takes the oldest first', async () => {
       const ids = await addCommitted(Array.from({ length: 30 }, (_, i) => order(i)));
-      expect((await store.claim(7)).map((e) => e.id)).toEqual(ids.slice(0, 7));
+      expect((await claimAll(7)).map((e) => e.id)).toEqual(ids.slice(0, 7));
     });
 
-    it('the lease admits one owner; expiry hands it over with a new epoch; a fenced settle writes nothing', async () => {
-      const first = await store.acquireLease('r1', 150);
-      expect(first).not.toBeNull();
-      expect(await store.acquireLease('r2', 150)).toBeNull();
-      expect(await store.acquireLease('r1', 150)).toEqual(first);
-      expect(await store.renewLease(first!, 150)).toBe(true);
-      await new Promise((r) => setTimeout(r, 400));
-      const second = await store.acquireLease('r2', 60_000);
-      expect(second!.epoch).toBeGreaterThan(first!.epoch);
-      expect(await store.renewLease(first!, 150)).toBe(false);
-      const [id] = await addCommitted(order(1));
-      expect(await store.settle({ published: [id!], retry: [], dead: [] }, first!)).toEqual({
-        applied: false,
+    it('relays share the partitions: fair shares, expiry hands over with a new epoch, release frees at once', async () => {
+      // r1 alone takes every partition.
+      expect((await store.heartbeat('r1', 300)).relays).toBe(1);
+      const r1 = await store.acquireLeases('r1', 300);
+      expect(r1).toHaveLength(P);
+      // r2 joins: nothing is free yet; r1 learns of it at its heartbeat and gives back half.
+      const joined = await store.heartbeat('r2', 60_000);
+      expect(joined).toEqual({ partitions: P, relays: 2, held: [] });
+      expect(await store.acquireLeases('r2', 60_000)).toEqual([]);
+      const seen = await store.heartbeat('r1', 300);
+      expect(seen.relays).toBe(2);
+      expect(seen.held).toEqual(r1);
+      await store.releaseLeases('r1', ALL.slice(P / 2));
+      const r2 = await store.acquireLeases('r2', 60_000);
+      expect(r2.map((l) => l.partition)).toEqual(ALL.slice(P / 2));
+      // Its fair share reached, r2 takes no more.
+      expect(await store.acquireLeases('r2', 60_000)).toEqual([]);
+      // r1 stops heartbeating: after expiry r2 may take the rest, each with a new epoch.
+      await sleep(450);
+      const taken = await store.acquireLeases('r2', 60_000);
+      expect(taken.map((l) => l.partition)).toEqual(ALL.slice(0, P / 2));
+      for (const lease of taken) expect(lease.epoch).toBeGreaterThan(r1[lease.partition]!.epoch);
+      // r1's heartbeat no longer renews what it lost.
+      expect((await store.heartbeat('r1', 300)).held).toEqual([]);
+      // A graceful stop frees everything at once and unregisters.
+      await store.releaseLeases('r2', 'all');
+      expect((await store.heartbeat('r3', 60_000)).relays).toBe(2); // r1 still registered, r2 gone
+      const leases = await store.leases();
+      expect(leases).toHaveLength(P);
+      expect(leases.every((l) => l.expiresAt === null || l.owner === 'r1')).toBe(true);
+    });
+
+    it('a settle is fenced per partition: a lost lease writes nothing for its partition, the rest is written', async () => {
+      const fence = await lease('f1');
+      const ids = await addCommitted(Array.from({ length: 40 }, (_, i) => order(i)));
+      const claimed = await claimAll(100);
+      const lost = claimed[0]!.partition;
+      // Another relay takes `lost` over (after f1 gave it back, as after an expiry).
+      await store.releaseLeases('f1', [lost]);
+      await store.heartbeat('f2', LEASE.ttl);
+      const f2 = await store.acquireLeases('f2', LEASE.ttl);
+      expect(f2.map((l) => l.partition)).toEqual([lost]);
+      const result = await store.settle({ published: ids, retry: [], dead: [] }, fence);
+      expect(result.fenced).toEqual([lost]);
+      const left = await claimAll(100);
+      expect(left.length).toBeGreaterThan(0);
+      expect(left.every((e) => e.partition === lost)).toBe(true);
+    });
+
+    it('the partition is the key hash mod P; claim takes only the given partitions', async () => {
+      await addCommitted(Array.from({ length: 50 }, (_, i) => order(i)));
+      const all = await claimAll(100);
+      for (const e of all) expect(e.partition).toBe(e.keyHash % P);
+      const some = [...new Set(all.map((e) => e.partition))].slice(0, 3);
+      const claimed = await store.claim(some, 100);
+      expect(claimed.map((e) => e.id)).toEqual(
+        all.filter((e) => some.includes(e.partition)).map((e) => e.id),
+      );
+      expect(await store.claim([], 100)).toEqual([]);
+    });
+
+    it('a parked dead letter holds its key until retried or discarded; a continued one does not', async () => {
+      const fence = await lease();
+      const [p1, p2, c1, c2] = await addCommitted([
+        order('park', 1),
+        order('park', 2),
+        order('cont', 1),
+        order('cont', 2),
+      ]);
+      const fail = (id: string, park: boolean) => ({
+        id,
+        attempts: 1,
+        error: 'boom',
+        history: [],
+        delayMs: 0,
+        park,
       });
-      expect((await store.get(id!))?.status).toBe('pending');
-      await store.releaseLease(second!);
-      expect(await store.acquireLease('r3', 60_000)).not.toBeNull();
+      await store.settle({ published: [], retry: [], dead: [fail(p1!, true), fail(c1!, false)] }, fence);
+      expect((await claimAll(10)).map((e) => e.id)).toEqual([c2]);
+      expect((await store.get(p1!))?.parked).toBe(true);
+      expect(await store.retryDead([p1!, c2!])).toBe(1); // c2 is pending, not dead
+      const retried = await store.get(p1!);
+      expect(retried).toMatchObject({ status: 'pending', attempts: 0, parked: false });
+      expect((await claimAll(10)).map((e) => e.id)).toEqual([p1, p2, c2]);
+      await store.settle({ published: [], retry: [], dead: [fail(p1!, true)] }, fence);
+      expect((await claimAll(10)).map((e) => e.id)).toEqual([c2]);
+      expect(await store.discardDead([p1!])).toBe(1);
+      expect(await store.get(p1!)).toBeUndefined();
+      expect((await claimAll(10)).map((e) => e.id)).toEqual([p2, c2]);
+    });
+
+    it('migrate refuses a different partition count for an existing table', async () => {
+      await expectCode(() => store.migrate({ partitions: 8 }), 'INVALID_CONFIG');
+      expect((await store.migrate({ partitions: P })).applied).toEqual([]);
+      await expectCode(() => store.migrate({ partitions: 0 }), 'INVALID_CONFIG');
     });
 
     it('stats count per destination with the oldest pending age', async () => {
@@ -343,8 +432,10 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       const flaky = new Proxy(store, {
         get(target, property) {
           if (property === 'claim') {
-            return (limit: number) =>
-              failures-- > 0 ? Promise.reject(new Error('database went away')) : target.claim(limit);
+            return (partitions: number[], limit: number) =>
+              failures-- > 0
+                ? Promise.reject(new Error('database went away'))
+                : target.claim(partitions, limit);
           }
           const value = Reflect.get(target, property);
           return typeof value === 'function' ? value.bind(target) : value;
@@ -416,7 +507,7 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
           });
           // The caller's transaction was not poisoned: its business row committed.
           expect(await h.countBusinessRows(bizId)).toBe(1);
-          expect(await store.claim(10)).toEqual([]);
+          expect(await claimAll(10)).toEqual([]);
         });
       }
 
@@ -443,7 +534,7 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
           await expectCode(() => outbox.add(counting as never, order(1) as never), 'NOT_IN_TRANSACTION');
           expect(counting.statements).toBe(0);
         });
-        expect(await store.claim(10)).toEqual([]);
+        expect(await claimAll(10)).toEqual([]);
       });
 
       it('a destination no route allows, or that breaks the publisher grammar, is refused', async () => {
@@ -472,7 +563,7 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
           await outbox.add(counting as never, { ...order(1), destination: 'orders.77' } as never);
           expect(counting.statements).toBe(1);
         });
-        expect((await store.claim(10)).map((e) => e.destination)).toEqual(['orders.77']);
+        expect((await claimAll(10)).map((e) => e.destination)).toEqual(['orders.77']);
       });
     });
   });

@@ -45,9 +45,9 @@ describe('outbox CLI on SQLite', () => {
   it('migrate creates the schema once, then reports it current; --json for scripts', async () => {
     const first = await outbox(['migrate', '--db', db]);
     expect(first).toMatchObject({ code: 0 });
-    expect(first.stdout).toMatch(/migrated from version 0 to 1/);
+    expect(first.stdout).toMatch(/migrated from version 0 to 2/);
     const again = await outbox(['migrate', '--json'], { OUTBOX_DATABASE_URL: db });
-    expect(JSON.parse(again.stdout)).toEqual({ from: 1, to: 1, applied: [] });
+    expect(JSON.parse(again.stdout)).toEqual({ from: 2, to: 2, applied: [] });
   });
 
   it('status counts pending events per destination, as a table and as JSON', async () => {
@@ -108,7 +108,7 @@ describe('outbox CLI on SQLite', () => {
   it('reads outbox.config.json (path by --config or OUTBOX_CONFIG); flags win over the file', async () => {
     const config = join(dir, 'custom.json');
     writeFileSync(config, JSON.stringify({ database: `sqlite:${join(dir, 'other.db')}` }));
-    expect((await outbox(['migrate', '--config', config])).stdout).toMatch(/to 1/);
+    expect((await outbox(['migrate', '--config', config])).stdout).toMatch(/to 2/);
     expect((await outbox(['status', '--json'], { OUTBOX_CONFIG: config })).stdout).toContain('"pending":0');
     expect(
       JSON.parse((await outbox(['status', '--json', '--config', config, '--db', db])).stdout).pending,
@@ -156,7 +156,7 @@ describe.skipIf(skip)('outbox CLI on PostgreSQL and NATS', () => {
     );
     expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0, 0]);
     const applied = results.map((r) => JSON.parse(r.stdout).applied.length);
-    expect(applied.sort()).toEqual([0, 0, 0, 0, 1]);
+    expect(applied.sort()).toEqual([0, 0, 0, 0, 2]);
   });
 
   it('relay --broker publishes to JetStream and exits 0 on SIGTERM, releasing its lease', async () => {

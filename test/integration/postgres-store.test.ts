@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OutboxError } from '../../src/core/errors.js';
-import type { PreparedEvent, Statement, Store } from '../../src/core/ports.js';
+import type { Fence, PreparedEvent, Statement, Store } from '../../src/core/ports.js';
 import { fromPg } from '../../src/executors/pg.js';
 import { channelName, type PostgresStoreOptions, postgresStore } from '../../src/stores/postgres.js';
 import { PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
@@ -18,6 +18,7 @@ const schema = uniqueName('outbox_pg');
 let pool: pg.Pool;
 let tables = 0;
 const opened: Store[] = [];
+const ALL = Array.from({ length: 64 }, (_, i) => i);
 
 function event(over: Partial<PreparedEvent> = {}): PreparedEvent {
   return {
@@ -37,7 +38,8 @@ function event(over: Partial<PreparedEvent> = {}): PreparedEvent {
 
 async function newStore(options: Partial<PostgresStoreOptions> = {}, migrate = true) {
   const table = `t${++tables}`;
-  const store = postgresStore({ pool, schema, table, ...options });
+  // NOTIFY on unless a test says otherwise: several tests here are about it.
+  const store = postgresStore({ pool, schema, table, notify: true, ...options });
   opened.push(store);
   if (migrate) await store.migrate();
   return { store, table, qualified: `"${schema}"."${table}"` };
@@ -163,10 +165,17 @@ describe.skipIf(skip)('postgresStore (real PostgreSQL)', () => {
     try {
       const results = await Promise.all(stores.map((s) => s.migrate()));
       expect(results.filter((r) => r.applied.length > 0)).toHaveLength(1);
-      for (const r of results) expect(r.to).toBe(1);
-      const { rows } = await pool.query(`SELECT version, name FROM "${schema}"."${table}_migrations"`);
-      expect(rows).toEqual([{ version: 1, name: 'create outbox, leases' }]);
-      expect(await stores[0]!.migrate()).toEqual({ from: 1, to: 1, applied: [] });
+      for (const r of results) expect(r.to).toBe(2);
+      const { rows } = await pool.query(
+        `SELECT version, name FROM "${schema}"."${table}_migrations" ORDER BY version`,
+      );
+      expect(rows).toEqual([
+        { version: 1, name: 'create outbox, leases' },
+        { version: 2, name: 'partition leases, relays, parked dead letters' },
+      ]);
+      const leases = await pool.query(`SELECT count(*)::int AS n FROM "${schema}"."${table}_leases"`);
+      expect(leases.rows).toEqual([{ n: 64 }]);
+      expect(await stores[0]!.migrate()).toEqual({ from: 2, to: 2, applied: [] });
       await stores[0]!.checkSchema();
     } finally {
       await Promise.all(stores.map((s) => s.close()));
@@ -177,7 +186,10 @@ describe.skipIf(skip)('postgresStore (real PostgreSQL)', () => {
     const other = uniqueName('outbox_pg_new');
     const store = postgresStore({ pool, schema: other });
     try {
-      expect((await store.migrate()).applied).toEqual(['1 create outbox, leases']);
+      expect((await store.migrate()).applied).toEqual([
+        '1 create outbox, leases',
+        '2 partition leases, relays, parked dead letters',
+      ]);
       await store.checkSchema();
     } finally {
       await pool.query(`DROP SCHEMA IF EXISTS "${other}" CASCADE`);
@@ -202,22 +214,29 @@ describe.skipIf(skip)('postgresStore (real PostgreSQL)', () => {
     await expectCode(store.checkSchema(), 'SCHEMA_OUTDATED');
   });
 
-  it('fences settle by lease owner and epoch', async () => {
+  /** A lone relay's fence over every partition. */
+  async function takeAll(store: Store, owner: string): Promise<Fence> {
+    await store.heartbeat(owner, 60_000);
+    return { owner, leases: await store.acquireLeases(owner, 60_000) };
+  }
+
+  it('fences settle by lease owner and epoch, per partition', async () => {
     const { store, table } = await newStore();
     const events = [event({ key: 'a' }), event({ key: 'b' }), event({ key: 'c' })];
     await run(store.insert(events));
     const [published, retried, dead] = events.map((e) => e.id) as [string, string, string];
 
-    const a = await store.acquireLease('relay-a', 60_000);
-    expect(a).toEqual({ owner: 'relay-a', epoch: 1 });
-    expect(await store.acquireLease('relay-b', 60_000)).toBeNull();
-    expect(await store.acquireLease('relay-a', 60_000)).toEqual(a);
-    expect((await store.claim(10)).map((e) => e.id)).toEqual([published, retried, dead]);
+    const a = await takeAll(store, 'relay-a');
+    expect(a.leases).toHaveLength(64);
+    expect(a.leases.every((l) => l.epoch === 1)).toBe(true);
+    expect(await store.acquireLeases('relay-b', 60_000)).toEqual([]);
+    expect((await store.claim(ALL, 10)).map((e) => e.id)).toEqual([published, retried, dead]);
 
-    // relay-a stalls past its lease; relay-b takes over with a newer epoch.
+    // relay-a stalls past its leases and its registration; relay-b takes over with newer epochs.
     await pool.query(`UPDATE "${schema}"."${table}_leases" SET expires_at = now() - interval '1 second'`);
-    const b = await store.acquireLease('relay-b', 60_000);
-    expect(b).toEqual({ owner: 'relay-b', epoch: 2 });
+    await pool.query(`UPDATE "${schema}"."${table}_relays" SET expires_at = now() - interval '1 second'`);
+    const b = await takeAll(store, 'relay-b');
+    expect(b.leases.every((l) => l.epoch === 2)).toBe(true);
 
     const history = [{ at: new Date().toISOString(), error: 'broker down', relay: 'relay-a' }];
     const settlement = {
@@ -225,34 +244,36 @@ describe.skipIf(skip)('postgresStore (real PostgreSQL)', () => {
       retry: [{ id: retried, attempts: 1, error: 'broker down', history, delayMs: 60_000 }],
       dead: [{ id: dead, attempts: 5, error: 'rejected', history, delayMs: 0 }],
     };
-    expect(await store.settle(settlement, a!)).toEqual({ applied: false });
+    const fencedOut = await store.settle(settlement, a);
+    expect(fencedOut.fenced).toHaveLength(64);
     const untouched = await store.list();
     expect(untouched.map((e) => [e.status, e.attempts, e.lastError])).toEqual([
       ['pending', 0, null],
       ['pending', 0, null],
       ['pending', 0, null],
     ]);
-    expect(await store.renewLease(a!, 60_000)).toBe(false);
-    expect(await store.renewLease(b!, 60_000)).toBe(true);
+    expect((await store.heartbeat('relay-a', 60_000)).held).toEqual([]);
+    expect((await store.heartbeat('relay-b', 60_000)).held).toHaveLength(64);
 
-    expect(await store.settle(settlement, b!)).toEqual({ applied: true });
+    expect(await store.settle(settlement, b)).toEqual({ fenced: [] });
     expect(await store.get(published)).toBeUndefined();
     const r = await store.get(retried);
     expect(r).toMatchObject({ status: 'pending', attempts: 1, lastError: 'broker down', history });
     expect(r!.availableAt.getTime()).toBeGreaterThan(Date.now() + 50_000);
     expect(await store.get(dead)).toMatchObject({ status: 'dead', attempts: 5, lastError: 'rejected' });
 
-    // A released lease is free at once, and its former owner can no longer renew it.
-    await store.releaseLease(b!);
-    expect(await store.renewLease(b!, 60_000)).toBe(false);
-    expect(await store.acquireLease('relay-c', 60_000)).toEqual({ owner: 'relay-c', epoch: 3 });
+    // Released leases are free at once, and their former owner's heartbeat no longer renews them.
+    await store.releaseLeases('relay-b', 'all');
+    expect((await store.heartbeat('relay-b', 60_000)).held).toEqual([]);
+    const c = await store.acquireLeases('relay-c', 60_000);
+    expect(c.every((l) => l.epoch === 3)).toBe(true);
   });
 
-  it('a settle racing a takeover waits for it and then writes nothing', async () => {
+  it('a settle racing a takeover waits for it and then writes nothing for that partition', async () => {
     const { store, table } = await newStore();
     const e = event();
     await run(store.insert([e]));
-    const a = (await store.acquireLease('relay-a', 60_000))!;
+    const a = await takeAll(store, 'relay-a');
     const taker = await pool.connect();
     try {
       // relay-b's takeover is in flight (row updated, not yet committed) when relay-a settles.
@@ -261,10 +282,40 @@ describe.skipIf(skip)('postgresStore (real PostgreSQL)', () => {
       const settling = store.settle({ published: [e.id], retry: [], dead: [] }, a);
       await new Promise((resolve) => setTimeout(resolve, 100));
       await taker.query('COMMIT');
-      expect(await settling).toEqual({ applied: false });
+      expect((await settling).fenced).toHaveLength(64);
       expect(await store.get(e.id)).toMatchObject({ status: 'pending' });
     } finally {
       taker.release(true);
+    }
+  });
+
+  it('add() keeps per-key commit order: a second transaction on the same key waits for the first', async () => {
+    const { store } = await newStore();
+    const first = await pool.connect();
+    const second = await pool.connect();
+    try {
+      await first.query('BEGIN');
+      await second.query('BEGIN');
+      const [a1, other] = [event({ key: 'k', keyHash: 1 }), event({ key: 'other', keyHash: 2 })];
+      await run(store.insert([a1]), first);
+      // Another key is never held up.
+      await run(store.insert([other]), second);
+      const a2 = event({ key: 'k', keyHash: 1 });
+      let inserted = false;
+      const waiting = run(store.insert([event({ key: 'z', keyHash: 3 }), a2]), second).then(() => {
+        inserted = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(inserted).toBe(false);
+      // The second transaction commits first, yet its k event must come after the first's.
+      await first.query('COMMIT');
+      await waiting;
+      await second.query('COMMIT');
+      const seqs = (await store.list()).filter((e) => e.key === 'k').map((e) => e.id);
+      expect(seqs).toEqual([a1.id, a2.id]);
+    } finally {
+      first.release(true);
+      second.release(true);
     }
   });
 
@@ -304,8 +355,8 @@ describe.skipIf(skip)('postgresStore (real PostgreSQL)', () => {
       event({ key: 'c', aggregateType: null, aggregateId: null }),
     ];
     await run(store.insert(events));
-    const lease = (await store.acquireLease('relay', 60_000))!;
-    const first = await store.claim(10);
+    const lease = await takeAll(store, 'relay');
+    const first = await store.claim(ALL, 10);
     // b's second event waits behind b's delayed first one; a and c flow.
     expect(first.map((e) => e.id)).toEqual([events[0]!.id, events[2]!.id, events[4]!.id]);
     expect(first[0]).toMatchObject({
@@ -323,14 +374,14 @@ describe.skipIf(skip)('postgresStore (real PostgreSQL)', () => {
     // a's first event fails: a's second now waits too.
     const failed = { id: events[0]!.id, attempts: 1, error: 'x', history: [], delayMs: 60_000 };
     await store.settle({ published: [events[4]!.id], retry: [failed], dead: [] }, lease);
-    expect(await store.claim(10)).toEqual([]);
+    expect(await store.claim(ALL, 10)).toEqual([]);
   });
 
   it('keeps published events for audit when asked, and purges them', async () => {
     const { store } = await newStore({ retainPublished: true });
     const events = [event(), event({ destination: 'billing' }), event({ key: 'x' })];
     await run(store.insert(events));
-    const lease = (await store.acquireLease('relay', 60_000))!;
+    const lease = await takeAll(store, 'relay');
     await store.settle({ published: [events[0]!.id, events[1]!.id], retry: [], dead: [] }, lease);
     expect(await store.get(events[0]!.id)).toMatchObject({ status: 'published' });
     expect((await store.get(events[0]!.id))!.publishedAt).toBeInstanceOf(Date);

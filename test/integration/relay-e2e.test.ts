@@ -135,9 +135,11 @@ describe.skipIf(skip)('relay end to end: PostgreSQL → NATS JetStream, verified
     publisher: Publisher,
     { dropFailures }: { dropFailures: boolean },
   ) {
-    const lease = (await store.acquireLease('broken', 60_000))!;
+    await store.heartbeat('broken', 60_000);
+    const lease = { owner: 'broken', leases: await store.acquireLeases('broken', 60_000) };
+    const partitions = lease.leases.map((l) => l.partition);
     for (;;) {
-      const batch = await store.claim(250);
+      const batch = await store.claim(partitions, 250);
       if (batch.length === 0) return;
       const results = await publisher.publish(batch.map((e) => ({ ...e, attempt: e.attempts + 1 })));
       const ok = batch.filter((_, i) => results[i]!.ok).map((e) => e.id);

@@ -216,7 +216,7 @@ describe.skipIf(skip)('relay on PostgreSQL', () => {
     }
   }
 
-  it('NOTIFY at commit wakes the relay; with notify off it waits for its poll', async () => {
+  it('NOTIFY at commit wakes an idle relay at once; with notify off (the default) it waits for its next poll', async () => {
     for (const notify of [true, false]) {
       const publisher = memoryPublisher();
       const outbox = createOutbox({
@@ -227,7 +227,8 @@ describe.skipIf(skip)('relay on PostgreSQL', () => {
       const relay = outbox.relay(IDLE);
       try {
         await relay.start();
-        await new Promise((r) => setTimeout(r, 200));
+        // Idle for 2.2 s, the adaptive poll has backed off to sleeps of seconds (1, 2, 4 … ms).
+        await new Promise((r) => setTimeout(r, 2200));
         await commit(outbox, 1);
         expect(await until(() => publisher.messages.length === 1, notify ? 10_000 : 1_000)).toBe(notify);
       } finally {
@@ -274,7 +275,7 @@ describe.skipIf(skip)('relay on PostgreSQL', () => {
     }
   });
 
-  it('one relay owns the outbox at a time', async () => {
+  it('a relay that finds every partition held gets LEASE_HELD from runOnce', async () => {
     const outbox = createOutbox({
       database: postgresStore({ pool, schema, table: uniqueName('outbox') }),
       publishers: { memory: memoryPublisher() },

@@ -35,10 +35,12 @@ export function relayCommand(): Command {
       ),
     )
     .addOption(
-      new Option('--poll-interval-ms <n>', 'longest idle sleep (default 250)').env('OUTBOX_POLL_INTERVAL_MS'),
+      new Option('--poll-interval-ms <n>', 'longest idle sleep (default 100)').env('OUTBOX_POLL_INTERVAL_MS'),
     )
     .addOption(
-      new Option('--lease-ttl-ms <n>', 'relay lease time-to-live (default 10000)').env('OUTBOX_LEASE_TTL_MS'),
+      new Option('--lease-ttl-ms <n>', 'partition lease time-to-live (default 10000)').env(
+        'OUTBOX_LEASE_TTL_MS',
+      ),
     )
     .addOption(
       new Option('--log-level <level>', 'debug, info, warn, error or silent')
