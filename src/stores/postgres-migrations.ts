@@ -86,8 +86,8 @@ ALTER TABLE ${t} ADD COLUMN parked boolean NOT NULL DEFAULT false;
 ALTER TABLE ${t} DROP CONSTRAINT ${q(`${table}_seq_key`)};
 DROP INDEX ${q(schema)}.${q(`${table}_pend_idx`)};
 DROP INDEX ${q(schema)}.${q(`${table}_held_idx`)};
--- The claim walks pending rows in seq order and skips other relays' partitions inside the index.
-CREATE INDEX ${q(`${table}_pend_idx`)} ON ${t} (seq, "partition") WHERE status = 'pending';
+-- The claim reads each owned partition's first pending rows in seq order: one short range each.
+CREATE INDEX ${q(`${table}_pend_idx`)} ON ${t} ("partition", seq) WHERE status = 'pending';
 CREATE INDEX ${q(`${table}_held_idx`)} ON ${t} (key, seq)
   WHERE (status = 'pending' AND (attempts > 0 OR available_at > created_at)) OR parked;
 DELETE FROM ${leases};

@@ -1,9 +1,10 @@
 /**
  * The PostgreSQL store: every statement outbox runs on PostgreSQL. `insert()` builds the one
- * statement `add()` runs on the caller's transaction (with a commit-time `pg_notify` to wake the
- * relay); every other method runs on the store's own pool. Claims read by status, in `seq`
- * order, and never mark rows: one relay owns the outbox through the lease, and every settle is
- * fenced by that lease's owner and epoch, so a relay that lost it writes nothing.
+ * statement `add()` runs on the caller's transaction (taking a per-key transaction lock, and with
+ * `notify` a commit-time `pg_notify`); every other method runs on the store's own pool. Claims
+ * read by status, per partition in `seq` order, and never mark rows: one relay at a time owns a
+ * partition through its lease, and every settle is fenced by the lease epochs, so a relay that
+ * lost a partition writes nothing for it.
  *
  * `pg` is loaded lazily (only when the store is given a URL), so importing this file never
  * requires the driver.
@@ -108,6 +109,8 @@ export const POSTGRES_STORE_DEFAULTS: Readonly<Settings> = Object.freeze({
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DEFAULT_LIST_LIMIT = 100;
+/** Re-runs of one claim with grown quotas (×4 each): from an even share of 64 to the whole batch. */
+const MAX_CLAIM_ROUNDS = 4;
 /** Rows deleted per purge statement, so purging never holds many locks for long. */
 const PURGE_CHUNK = 10_000;
 const LISTEN_RETRY_INITIAL_MS = 100;
@@ -157,6 +160,8 @@ class PostgresStore implements Store {
   private readonly sql: ReturnType<typeof buildSql>;
   private readonly channel: string;
   private readonly listeners = new Set<() => void>();
+  /** Per-partition read quotas of claim() grown for hot partitions (see claim). */
+  private readonly quotas = new Map<number, number>();
   private poolPromise: Promise<PgPoolLike> | undefined;
   private closed = false;
 
@@ -221,7 +226,29 @@ class PostgresStore implements Store {
 
   async claim(partitions: readonly number[], limit: number): Promise<ClaimedEvent[]> {
     if (limit <= 0 || partitions.length === 0) return [];
-    return (await this.rows(this.sql.claim, [partitions, limit])).map(toClaimed);
+    // Each partition reads at most its quota: an even share of the batch plus slack to start
+    // with. A partition that fills its quota while the batch comes back short (the load is
+    // uneven: a few hot keys) gets a bigger quota and the claim runs again; quotas are kept for
+    // the next claims and fall back to the even share once a partition runs short.
+    const even = Math.ceil((limit * 1.25) / partitions.length) + 1;
+    for (let attempt = 0; ; attempt++) {
+      const quotas = partitions.map((p) => Math.min(limit, Math.max(even, this.quotas.get(p) ?? even)));
+      const rows = (await this.rows(this.sql.claim, [partitions, quotas, limit])).map(toClaimed);
+      const taken = new Map<number, number>();
+      for (const row of rows) taken.set(row.partition, (taken.get(row.partition) ?? 0) + 1);
+      let grown = false;
+      partitions.forEach((p, i) => {
+        const quota = quotas[i]!;
+        const full = (taken.get(p) ?? 0) >= quota;
+        if (full && rows.length < limit && quota < limit) {
+          this.quotas.set(p, Math.min(limit, quota * 4));
+          grown = true;
+        } else if (!full) {
+          this.quotas.delete(p);
+        }
+      });
+      if (!grown || attempt === MAX_CLAIM_ROUNDS) return rows;
+    }
   }
 
   async settle(settlement: Settlement, fence: Fence): Promise<SettleResult> {
@@ -431,16 +458,21 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
     // COMMIT, never after a ROLLBACK, one per transaction.
     insert: notifying(insertRows),
     insertOne: notifying(insertOne),
-    // Due pending events of the relay's partitions in seq order, minus those whose key has an
-    // earlier event holding it back: pending and not due (retrying or delayed), or parked dead.
-    // The pending index is (seq, partition): other relays' partitions are skipped inside the
-    // index, and the blockers come from the small held index (never written on the happy path).
-    claim: `SELECT ${claimed} FROM ${t} o
-      WHERE o.status = 'pending' AND o."partition" = ANY($1::int[]) AND o.available_at <= now()
-        AND NOT EXISTS (SELECT 1 FROM ${t} b
-          WHERE ((b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)) OR b.parked)
-            AND b.key = o.key AND b.seq < o.seq AND (b.parked OR b.available_at > now()))
-      ORDER BY o.seq LIMIT $2`,
+    // Due pending events of the relay's partitions, minus those whose key has an earlier event
+    // holding it back: pending and not due (retrying or delayed), or parked dead. Written so that
+    // the plan cannot depend on statistics (a fresh or just-filled table has none): per owned
+    // partition, an ordered range of the (partition, seq) index, at most its quota; each row's
+    // blocker is one probe of the small held index (OFFSET 0 keeps it a per-row probe, never a
+    // join the planner could misjudge). Measured at 200k pending rows: ~2 ms per claim of 500,
+    // analysed or not, where a free plan took 0.3 ms analysed and 835 ms before autoanalyze.
+    claim: `SELECT c.* FROM unnest($1::int[], $2::int[]) AS p(n, quota) CROSS JOIN LATERAL (
+        SELECT ${claimed} FROM ${t} o
+        WHERE o.status = 'pending' AND o."partition" = p.n AND o.available_at <= now()
+          AND NOT EXISTS (SELECT 1 FROM ${t} b
+            WHERE ((b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)) OR b.parked)
+              AND b.key = o.key AND b.seq < o.seq AND (b.parked OR b.available_at > now()) OFFSET 0)
+        ORDER BY o.seq LIMIT p.quota) c
+      ORDER BY c.seq LIMIT $3`,
     // FOR SHARE makes the fence hold until commit: a takeover (UPDATE of a lease row) waits for
     // this statement, or this statement sees the new epoch and leaves that partition's rows alone.
     settle: `WITH lease AS (

@@ -13,7 +13,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromBetterSqlite3 } from '../../src/executors/better-sqlite3.js';
 import { fromPg } from '../../src/executors/pg.js';
-import { createOutbox, OutboxError, silentLogger } from '../../src/index.js';
+import { createOutbox, OutboxError, PermanentError, silentLogger } from '../../src/index.js';
 import { postgresStore } from '../../src/stores/postgres.js';
 import { memoryPublisher } from '../../src/testing/index.js';
 import { PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
@@ -289,6 +289,85 @@ describe.skipIf(skip)('relay on PostgreSQL', () => {
       await expect(outbox.relay(IDLE).runOnce()).rejects.toSatisfy(
         (e) => e instanceof OutboxError && e.code === 'LEASE_HELD',
       );
+    } finally {
+      await outbox.close();
+    }
+  });
+
+  it('relays split the partitions into fair shares; a stopping relay gives its partitions back, re-owned within a poll interval', async () => {
+    const outbox = createOutbox({
+      database: postgresStore({ pool, schema, table: uniqueName('outbox') }),
+      publishers: { memory: memoryPublisher() },
+    });
+    await outbox.migrate();
+    const options = { leaseTtlMs: 900, pollIntervalMs: 50, logger: silentLogger };
+    const relays = [outbox.relay(options), outbox.relay(options), outbox.relay(options)];
+    const owned = () => relays.map((r) => r.partitions);
+    const split = (parts: number[][], share: number) =>
+      parts.flat().length === 64 &&
+      new Set(parts.flat()).size === 64 &&
+      parts.every((p) => p.length <= share);
+    try {
+      for (const relay of relays) await relay.start();
+      // Fair share ceil(64 / 3) = 22, every partition owned once, within a few heartbeats.
+      expect(
+        await until(() => split(owned(), 22), 3 * 900),
+        JSON.stringify(owned().map((p) => p.length)),
+      ).toBe(true);
+      await relays[2]!.stop();
+      const stoppedAt = Date.now();
+      expect(await until(() => split(owned().slice(0, 2), 32), 3 * 900)).toBe(true);
+      // Given back at once and taken at the next attempt (every poll interval): no lease expiry.
+      expect(Date.now() - stoppedAt).toBeLessThan(600);
+    } finally {
+      await outbox.close();
+    }
+  });
+
+  it('a parked dead letter holds its key until an operator retries it; other keys and continued keys flow', async () => {
+    const publisher = memoryPublisher();
+    const outbox = createOutbox({
+      database: postgresStore({ pool, schema, table: uniqueName('outbox') }),
+      publishers: { memory: publisher },
+      routes: [{ destination: '{aggregateType}.{aggregateId}' }],
+      relay: { logger: silentLogger, onDeadLetter: { 'vip.*': 'park' } },
+    });
+    await outbox.migrate();
+    const broken = new Set(['vip.1', 'std.1']);
+    // The first event of vip.1 and of std.1 is refused for good.
+    publisher.behaviour = (m) =>
+      broken.has(m.destination) && JSON.parse(m.payload).n === 1 ? new PermanentError('refused') : undefined;
+    const add = async (aggregateType: string, aggregateId: string, n: number) => {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        await outbox.add(fromPg(client), { type: 'x.changed', aggregateType, aggregateId, payload: { n } });
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+    };
+    for (const n of [1, 2, 3]) {
+      await add('vip', '1', n);
+      await add('std', '1', n);
+      await add('std', '2', n);
+    }
+    const relay = outbox.relay();
+    const seen = () => publisher.messages.map((m) => `${m.destination}#${JSON.parse(m.payload).n}`);
+    try {
+      await relay.drain();
+      // std.1 under 'continue': its first event is dead, the key moves on; vip.1 under 'park': held.
+      expect(seen()).toEqual(['std.2#1', 'std.2#2', 'std.2#3', 'std.1#2', 'std.1#3']);
+      const parked = (await outbox.store.list({ status: 'dead' })).find((e) => e.destination === 'vip.1')!;
+      expect(parked).toMatchObject({ parked: true });
+      expect((await outbox.store.stats()).pending).toBe(2);
+      // The operator fixes the consumer and retries the dead letter: the key resumes in order.
+      broken.clear();
+      publisher.clear();
+      expect(await outbox.store.retryDead([parked.id])).toBe(1);
+      await relay.drain();
+      expect(seen()).toEqual(['vip.1#1', 'vip.1#2', 'vip.1#3']);
+      expect(publisher.messages[0]!.id).toBe(parked.id);
     } finally {
       await outbox.close();
     }
