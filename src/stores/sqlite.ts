@@ -354,13 +354,23 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
 
     async acquireLeases(owner: string, ttlMs: number): Promise<PartitionLease[]> {
       const conn = await open();
+      // How many this relay may take: its fair share ceil(P / live relays) minus what it holds,
+      // if anything is free. Read first, so that a relay at its share (the usual case, asked every
+      // poll interval) never takes the write lock; the write transaction checks again.
+      const wanted = (now: number): number =>
+        (
+          conn
+            .prepare(`SELECT CASE WHEN EXISTS (SELECT 1 FROM ${leases} WHERE expires_at < @now)
+                THEN max(0, ((SELECT count(*) FROM ${leases}) + live.n - 1) / live.n
+                  - (SELECT count(*) FROM ${leases} WHERE owner = @owner AND expires_at > @now))
+                ELSE 0 END AS want
+              FROM (SELECT count(*) + 1 AS n FROM ${relays} WHERE expires_at > @now AND owner <> @owner) AS live`)
+            .get({ owner, now }) as { want: number }
+        ).want;
+      if (wanted(Date.now()) <= 0) return [];
       const run = conn.transaction((): PartitionLease[] => {
         const now = Date.now();
-        const { want } = conn
-          .prepare(`SELECT max(0, ((SELECT count(*) FROM ${leases}) + live.n - 1) / live.n
-              - (SELECT count(*) FROM ${leases} WHERE owner = @owner AND expires_at > @now)) AS want
-            FROM (SELECT count(*) + 1 AS n FROM ${relays} WHERE expires_at > @now AND owner <> @owner) AS live`)
-          .get({ owner, now }) as { want: number };
+        const want = wanted(now);
         if (want <= 0) return [];
         const taken = conn
           .prepare(`UPDATE ${leases} SET owner = @owner, epoch = epoch + 1, expires_at = @expires
