@@ -296,7 +296,7 @@ export class Relay extends EventEmitter {
         'other relays hold every partition of the outbox; theirs are released when they stop, or expire',
       );
     }
-    return this.#process(await this.#deps.store.claim(partitions, this.#o.batchSize));
+    return this.#claimAndProcess(partitions);
   }
 
   /** Runs batches until none is due; returns totals. For tests and one-shot jobs. */
@@ -329,10 +329,9 @@ export class Relay extends EventEmitter {
           await this.#sleep(this.#o.pollIntervalMs, false);
           continue;
         }
-        const batch = await this.#deps.store.claim(partitions, this.#o.batchSize);
-        if (batch.length > 0) await this.#process(batch);
+        const { claimed } = await this.#claimAndProcess(partitions);
         errorSleep = ERROR_SLEEP_MIN_MS;
-        if (batch.length > 0) {
+        if (claimed > 0) {
           idleSleep = IDLE_SLEEP_MIN_MS;
         } else {
           // Adaptive polling: right after traffic the next event is likely soon.
@@ -369,14 +368,20 @@ export class Relay extends EventEmitter {
     });
   }
 
-  async #process(batch: readonly ClaimedEvent[]): Promise<BatchReport> {
-    await failpoint('relay.after-claim');
-    // The epoch each partition was claimed under: the fence of this batch's settle.
+  /** Claims a batch of `partitions` and processes it (an empty batch reports nothing). */
+  async #claimAndProcess(partitions: readonly number[]): Promise<BatchReport> {
+    // The epoch each partition is claimed under: the fence of this batch's settle.
     const epochs = new Map<number, number>();
-    for (const event of batch) {
-      const epoch = this.#leases.epochOf(event.partition);
-      if (epoch !== undefined) epochs.set(event.partition, epoch);
+    for (const partition of partitions) epochs.set(partition, this.#leases.epochOf(partition)!);
+    const batch = await this.#deps.store.claim(partitions, this.#o.batchSize);
+    if (batch.length === 0) {
+      return { claimed: 0, published: [], retried: [], dead: [], settled: true, fenced: [], skipped: [] };
     }
+    return this.#process(batch, epochs);
+  }
+
+  async #process(batch: readonly ClaimedEvent[], epochs: ReadonlyMap<number, number>): Promise<BatchReport> {
+    await failpoint('relay.after-claim');
     const lanes = new Map<string, ClaimedEvent[]>();
     for (const event of batch) {
       const lane = lanes.get(event.key);
