@@ -16,11 +16,16 @@ export type {
   EventRecord,
   EventStatus,
   Executor,
+  Fence,
+  LeaseRecord,
+  Membership,
   MigrationResult,
   OutboundMessage,
   OutboxStats,
+  PartitionLease,
   Publisher,
   PublishResult,
+  SettleResult,
   Store,
   SyncExecutor,
 } from './core/ports.js';
@@ -33,5 +38,12 @@ export {
   publisherFromUrl,
   storeFromUrl,
 } from './outbox.js';
+export type { LeaseChange, LeaseEvent } from './relay/lease.js';
 export { consoleLogger, type Logger, type LogLevel, silentLogger } from './relay/logger.js';
-export { type BatchReport, RELAY_DEFAULTS, Relay, type RelayOptions } from './relay/relay.js';
+export {
+  type BatchReport,
+  type DeadLetterPolicy,
+  RELAY_DEFAULTS,
+  Relay,
+  type RelayOptions,
+} from './relay/relay.js';

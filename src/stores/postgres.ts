@@ -71,7 +71,7 @@ export interface PostgresStoreOptions {
   url?: string;
   /** Default 'public'. */
   schema?: string;
-  /** Default 'outbox'; the lease and migration tables are `<table>_leases` and `<table>_migrations`. */
+  /** Default 'outbox'; beside it `<table>_leases`, `<table>_relays` and `<table>_migrations`. */
   table?: string;
   /**
    * Wake the relay with NOTIFY when a transaction that added events commits. Default false: a
@@ -79,7 +79,10 @@ export interface PostgresStoreOptions {
    * relay polls adaptively instead (at once while events flow, backing off to its poll interval).
    */
   notify?: boolean;
-  /** Partitions of a table `migrate()` creates (default 64); an existing table keeps its own. */
+  /**
+   * Partitions of the table `migrate()` creates (default 64). Given, it must match an existing
+   * table's number: `migrate()` refuses a different one (changing it is not supported yet).
+   */
   partitions?: number;
   /** Keep published events (status 'published') until `purge()` instead of deleting them. Default false. */
   retainPublished?: boolean;

@@ -50,7 +50,10 @@ export interface SqliteStoreOptions {
   readonly retainPublished?: boolean;
   /** How long a write waits for a lock held by another connection (default 5000 ms). */
   readonly busyTimeoutMs?: number;
-  /** Partitions of a table `migrate()` creates (default 64); an existing table keeps its own. */
+  /**
+   * Partitions of the table `migrate()` creates (default 64). Given, it must match an existing
+   * table's number: `migrate()` refuses a different one (changing it is not supported yet).
+   */
   readonly partitions?: number;
 }
 

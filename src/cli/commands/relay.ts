@@ -1,6 +1,6 @@
 /**
  * `outbox relay`: runs the relay until SIGTERM or SIGINT, then finishes the round in flight,
- * settles it, releases the lease and exits 0.
+ * settles it, gives its partition leases back and exits 0.
  */
 import { Command, Option } from 'commander';
 import { OutboxError } from '../../core/errors.js';
