@@ -7,10 +7,11 @@
  * last renewed (or took) it: a relay stops publishing a partition before anyone else can take it
  * over, and every settle is fenced by the epochs besides.
  *
- * Cadence: a heartbeat (register, renew, count relays) every TTL/3, also while a batch is in
- * flight; an attempt to take partitions every poll interval while below the fair share, so a
- * partition a stopping relay gives back is re-owned within about one poll interval. Extras are
- * given back between batches only, so no partition changes hands with events in flight.
+ * Cadence: a heartbeat (register, renew, count relays) every TTL/3 and an attempt to take free
+ * partitions every poll interval, both from a timer, so they also happen while a batch is in
+ * flight: a partition a stopping relay gives back is re-owned within about one poll interval
+ * (a partition taken mid-batch is only claimed from at the next batch). Extras are given back
+ * between batches only, so no partition changes hands with events in flight.
  */
 import { performance } from 'node:perf_hooks';
 import { describeError } from '../core/errors.js';
@@ -48,6 +49,7 @@ export class PartitionLeases {
   #lastHeartbeat = Number.NEGATIVE_INFINITY;
   #lastAcquire = Number.NEGATIVE_INFINITY;
   #heartbeating: Promise<void> | undefined;
+  #acquiring: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(options: {
@@ -97,7 +99,10 @@ export class PartitionLeases {
    * free ones while below it. `eager` takes at once (runOnce), whatever the cadence.
    */
   async maintain(eager = false): Promise<void> {
-    this.#timer ??= setInterval(() => void this.#heartbeatInBackground(), this.#ttlMs / 3).unref();
+    this.#timer ??= setInterval(
+      () => void this.#inBackground(),
+      Math.min(this.#acquireEveryMs, this.#ttlMs / 3),
+    ).unref();
     const now = performance.now();
     if (eager || now - this.#lastHeartbeat >= this.#ttlMs / 3) await this.#heartbeat();
     const extra = this.#held.size - this.#share;
@@ -106,15 +111,7 @@ export class PartitionLeases {
       const giveBack = [...this.#held.keys()].sort((a, b) => b - a).slice(0, extra);
       await this.#release(giveBack);
     } else if (eager || now - this.#lastAcquire >= this.#acquireEveryMs) {
-      this.#lastAcquire = now;
-      const startedAt = performance.now();
-      const taken = await this.#store.acquireLeases(this.#owner, this.#ttlMs);
-      if (taken.length > 0) {
-        for (const lease of taken) {
-          this.#held.set(lease.partition, { epoch: lease.epoch, trustedUntil: this.#trustEnd(startedAt) });
-        }
-        this.#announce('acquired', taken);
-      }
+      await this.#acquire();
     }
   }
 
@@ -196,10 +193,34 @@ export class PartitionLeases {
     if (adopted.length > 0) this.#announce('acquired', adopted);
   }
 
-  async #heartbeatInBackground(): Promise<void> {
-    if (performance.now() - this.#lastHeartbeat < this.#ttlMs / 3 - 50) return;
+  /** One take at a time (the loop and the timer may both ask). */
+  #acquire(): Promise<void> {
+    this.#acquiring ??= this.#runAcquire().finally(() => {
+      this.#acquiring = undefined;
+    });
+    return this.#acquiring;
+  }
+
+  async #runAcquire(): Promise<void> {
+    const startedAt = performance.now();
+    this.#lastAcquire = startedAt;
+    const taken = await this.#store.acquireLeases(this.#owner, this.#ttlMs);
+    if (taken.length === 0) return;
+    for (const lease of taken) {
+      this.#held.set(lease.partition, { epoch: lease.epoch, trustedUntil: this.#trustEnd(startedAt) });
+    }
+    this.#announce('acquired', taken);
+  }
+
+  /** The timer: heartbeat and take partitions when due, also while the loop is in a batch. */
+  async #inBackground(): Promise<void> {
+    const now = performance.now();
     try {
-      await this.#heartbeat();
+      if (now - this.#lastHeartbeat >= this.#ttlMs / 3 - 50) await this.#heartbeat();
+      // Asked whatever the last known share: a relay that left changes it before our next heartbeat.
+      if (this.#timer && now - this.#lastAcquire >= this.#acquireEveryMs - 10) {
+        await this.#acquire();
+      }
     } catch (error) {
       // Still trusted until each lease's local deadline; the loop checks before every round.
       this.#log.warn('lease heartbeat failed', { ...this.#logFields, error: describeError(error) });

@@ -394,8 +394,9 @@ export class Relay extends EventEmitter {
     const skipped: ClaimedEvent[] = [];
     let round = [...lanes.values()].map((lane) => lane[0]!);
     for (let r = 1; round.length > 0; r++) {
-      // Checked before every round: a partition whose lease can no longer be trusted is left
-      // alone from here on (its next owner publishes what remains).
+      await failpoint('relay.before-publish');
+      // Checked before every round, right before the publish: a partition whose lease can no
+      // longer be trusted is left alone from here on (its next owner publishes what remains).
       const trusted: ClaimedEvent[] = [];
       for (const event of round) {
         const epoch = epochs.get(event.partition);
@@ -403,7 +404,6 @@ export class Relay extends EventEmitter {
         else skipped.push(...lanes.get(event.key)!.slice(r - 1));
       }
       if (trusted.length === 0) break;
-      await failpoint('relay.before-publish');
       const results = await this.#publishRound(trusted);
       const next: ClaimedEvent[] = [];
       trusted.forEach((event, i) => {
