@@ -96,7 +96,27 @@ INSERT INTO ${leases} ("partition", owner, epoch, expires_at)
 CREATE TABLE ${q(schema)}.${q(`${table}_relays`)} (
   owner text PRIMARY KEY,
   expires_at timestamptz NOT NULL
-);`;
+);
+-- The relay's claim: due pending events of the given partitions, at most quotas[i] from each (in
+-- seq order), minus those whose key has an earlier event holding it back (pending and not due,
+-- or a parked dead letter); the first \`batch\` by seq. The plan cannot depend on statistics (a
+-- fresh or just-filled table has none): per partition an ordered range of the (partition, seq)
+-- index, and each row's blocker one probe of the small held index (OFFSET 0 keeps it a per-row
+-- probe, never a join the planner could misjudge). Measured at 200k pending rows: ~2 ms per claim
+-- of 500, analysed or not, where a free plan took 0.3 ms analysed and 835 ms before autoanalyze.
+-- A function, for its SET clause: on a large table the planner's cost estimate crosses
+-- jit_above_cost and JIT compilation alone took ~250 ms per claim, whatever pool runs it.
+CREATE FUNCTION ${q(schema)}.${q(`${table}_claim`)}(partitions int[], quotas int[], batch int)
+RETURNS SETOF ${t} LANGUAGE sql STABLE SET jit = off AS $claim$
+  SELECT c.* FROM unnest(partitions, quotas) AS p(n, quota) CROSS JOIN LATERAL (
+    SELECT o.* FROM ${t} o
+    WHERE o.status = 'pending' AND o."partition" = p.n AND o.available_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM ${t} b
+        WHERE ((b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)) OR b.parked)
+          AND b.key = o.key AND b.seq < o.seq AND (b.parked OR b.available_at > now()) OFFSET 0)
+    ORDER BY o.seq LIMIT p.quota) c
+  ORDER BY c.seq LIMIT batch
+$claim$;`;
     },
   },
 ];

@@ -461,21 +461,8 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
     // COMMIT, never after a ROLLBACK, one per transaction.
     insert: notifying(insertRows),
     insertOne: notifying(insertOne),
-    // Due pending events of the relay's partitions, minus those whose key has an earlier event
-    // holding it back: pending and not due (retrying or delayed), or parked dead. Written so that
-    // the plan cannot depend on statistics (a fresh or just-filled table has none): per owned
-    // partition, an ordered range of the (partition, seq) index, at most its quota; each row's
-    // blocker is one probe of the small held index (OFFSET 0 keeps it a per-row probe, never a
-    // join the planner could misjudge). Measured at 200k pending rows: ~2 ms per claim of 500,
-    // analysed or not, where a free plan took 0.3 ms analysed and 835 ms before autoanalyze.
-    claim: `SELECT c.* FROM unnest($1::int[], $2::int[]) AS p(n, quota) CROSS JOIN LATERAL (
-        SELECT ${claimed} FROM ${t} o
-        WHERE o.status = 'pending' AND o."partition" = p.n AND o.available_at <= now()
-          AND NOT EXISTS (SELECT 1 FROM ${t} b
-            WHERE ((b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)) OR b.parked)
-              AND b.key = o.key AND b.seq < o.seq AND (b.parked OR b.available_at > now()) OFFSET 0)
-        ORDER BY o.seq LIMIT p.quota) c
-      ORDER BY c.seq LIMIT $3`,
+    // The claim query lives in a function the migration creates (postgres-migrations.ts says why).
+    claim: `SELECT ${claimed} FROM ${q(schema)}.${q(`${table}_claim`)}($1::int[], $2::int[], $3::int) ORDER BY seq`,
     // FOR SHARE makes the fence hold until commit: a takeover (UPDATE of a lease row) waits for
     // this statement, or this statement sees the new epoch and leaves that partition's rows alone.
     settle: `WITH lease AS (
