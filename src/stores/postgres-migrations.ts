@@ -111,9 +111,12 @@ RETURNS SETOF ${t} LANGUAGE sql STABLE SET jit = off AS $claim$
   SELECT c.* FROM unnest(partitions, quotas) AS p(n, quota) CROSS JOIN LATERAL (
     SELECT o.* FROM ${t} o
     WHERE o.status = 'pending' AND o."partition" = p.n AND o.available_at <= now()
-      AND NOT EXISTS (SELECT 1 FROM ${t} b
-        WHERE ((b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)) OR b.parked)
-          AND b.key = o.key AND b.seq < o.seq AND (b.parked OR b.available_at > now()) OFFSET 0)
+      -- The first test runs once per claim: with no held row at all (the usual case) no row is probed.
+      AND (NOT EXISTS (SELECT 1 FROM ${t} h
+          WHERE (h.status = 'pending' AND (h.attempts > 0 OR h.available_at > h.created_at)) OR h.parked)
+        OR NOT EXISTS (SELECT 1 FROM ${t} b
+          WHERE ((b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)) OR b.parked)
+            AND b.key = o.key AND b.seq < o.seq AND (b.parked OR b.available_at > now()) OFFSET 0))
     ORDER BY o.seq LIMIT p.quota) c
   ORDER BY c.seq LIMIT batch
 $claim$;`;
