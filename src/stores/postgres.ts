@@ -281,13 +281,13 @@ class PostgresStore implements Store {
     return {
       partitions: Number(row?.partitions),
       relays: Number(row?.relays),
-      held: ((row?.held as [number, string][] | null) ?? []).map(toLease),
+      held: byPartition(((row?.held as [number, string][] | null) ?? []).map(toLease)),
     };
   }
 
   async acquireLeases(owner: string, ttlMs: number): Promise<PartitionLease[]> {
-    return (await this.rows(this.sql.acquireLeases, [owner, ttlMs])).map((r) =>
-      toLease([r.partition, r.epoch]),
+    return byPartition(
+      (await this.rows(this.sql.acquireLeases, [owner, ttlMs])).map((r) => toLease([r.partition, r.epoch])),
     );
   }
 
@@ -453,7 +453,13 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
     options.notify
       ? `WITH ins AS (${insert} RETURNING 1) SELECT pg_notify($11, '') WHERE EXISTS (SELECT 1 FROM ins)`
       : insert;
-  const fenced = `status = 'pending' AND "partition" IN (SELECT "partition" FROM lease)`;
+  // The held partitions as one array, computed once: a per-row IN over the lease CTE made the
+  // DELETE a nested loop of partitions × ids (27 ms for 500 events, against 0.6 ms).
+  const fenced = `status = 'pending' AND "partition" = ANY ((SELECT held FROM fence)::int[])`;
+  // Lease rows are always locked in partition order, so a relay's settle, heartbeat and release,
+  // running on different connections, never deadlock on them.
+  const ownedRows = (condition: string) =>
+    `"partition" IN (SELECT "partition" FROM ${leases} WHERE ${condition} ORDER BY "partition" FOR UPDATE)`;
   const changed = (statement: string) =>
     `WITH changed AS (${statement} RETURNING 1) SELECT count(*) AS n FROM changed`;
   return {
@@ -468,7 +474,9 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
     settle: `WITH lease AS (
         SELECT l."partition" FROM ${leases} l
           JOIN unnest($2::int[], $3::bigint[]) AS f(p, epoch) ON l."partition" = f.p AND l.epoch = f.epoch
-        WHERE l.owner = $1 FOR SHARE OF l
+        WHERE l.owner = $1 ORDER BY l."partition" FOR SHARE OF l
+      ), fence AS (
+        SELECT coalesce(array_agg("partition"), '{}') AS held FROM lease
       ), published AS (
         ${
           options.retainPublished
@@ -488,7 +496,7 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
           AS d(id, attempts, error, history, park)
         WHERE ${t}.id = d.id AND ${fenced} RETURNING 1
       )
-      SELECT coalesce(array_agg("partition"), '{}') AS held FROM lease`,
+      SELECT held FROM fence`,
     // Registers the relay, renews every lease it holds (a released one excepted) and counts the
     // live relays; registrations long dead are cleaned up on the way.
     heartbeat: `WITH me AS (
@@ -498,7 +506,7 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
         DELETE FROM ${relays} WHERE expires_at < now() - interval '1 hour' RETURNING 1
       ), renewed AS (
         UPDATE ${leases} SET expires_at = now() + ${ms('$2')}
-        WHERE owner = $1 AND expires_at > '-infinity' RETURNING "partition", epoch
+        WHERE ${ownedRows(`owner = $1 AND expires_at > '-infinity'`)} RETURNING "partition", epoch
       )
       SELECT (SELECT count(*) FROM ${leases}) AS partitions,
         (SELECT count(*) FROM ${relays} WHERE expires_at > now() AND owner <> $1) + 1 AS relays,
@@ -518,9 +526,11 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
       FROM free WHERE l."partition" = free."partition"
       RETURNING l."partition", l.epoch::text AS epoch`,
     // '-infinity' marks a released lease: free for anyone at once, and no longer renewable.
-    releaseLeases: `UPDATE ${leases} SET expires_at = '-infinity' WHERE owner = $1 AND "partition" = ANY($2::int[])`,
+    releaseLeases: `UPDATE ${leases} SET expires_at = '-infinity'
+      WHERE ${ownedRows(`owner = $1 AND "partition" = ANY($2::int[])`)}`,
     leave: `WITH released AS (
-        UPDATE ${leases} SET expires_at = '-infinity' WHERE owner = $1 AND expires_at > '-infinity' RETURNING 1
+        UPDATE ${leases} SET expires_at = '-infinity'
+        WHERE ${ownedRows(`owner = $1 AND expires_at > '-infinity'`)} RETURNING 1
       ), gone AS (DELETE FROM ${relays} WHERE owner = $1 RETURNING 1)
       SELECT (SELECT count(*) FROM released) AS released`,
     leases: `SELECT "partition", owner, epoch::text AS epoch,
@@ -547,6 +557,10 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
         RETURNING 1)
       SELECT count(*) AS deleted FROM gone`,
   };
+}
+
+function byPartition(leases: PartitionLease[]): PartitionLease[] {
+  return leases.sort((a, b) => a.partition - b.partition);
 }
 
 function toLease([partition, epoch]: readonly [unknown, unknown]): PartitionLease {

@@ -350,7 +350,8 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
           .prepare(`SELECT (SELECT count(*) FROM ${leases}) AS partitions,
               (SELECT count(*) FROM ${relays} WHERE expires_at > ? AND owner <> ?) + 1 AS relays`)
           .get(now, owner) as { partitions: number; relays: number };
-        return { ...counts, held: held.map((l) => ({ partition: l.partition, epoch: l.epoch })) };
+        const mine = held.map((l) => ({ partition: l.partition, epoch: l.epoch }));
+        return { ...counts, held: mine.sort((a, b) => a.partition - b.partition) };
       });
       return run.immediate();
     },
@@ -381,7 +382,9 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
               ORDER BY partition LIMIT @want)
             RETURNING partition, epoch`)
           .all({ owner, now, want, expires: now + ttlMs }) as PartitionLease[];
-        return taken.map((l) => ({ partition: l.partition, epoch: l.epoch }));
+        return taken
+          .map((l) => ({ partition: l.partition, epoch: l.epoch }))
+          .sort((a, b) => a.partition - b.partition);
       });
       return run.immediate();
     },
