@@ -11,8 +11,15 @@ import pg from 'pg';
 
 export const PG_URL = process.env.OUTBOX_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const NATS_URL = process.env.OUTBOX_BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
+/**
+ * OUTBOX_BENCH_PREPARE=0 runs our relays with `prepareStatements: false` (a diagnosis: every
+ * claim planned for its own parameters and the table as it is). Undefined = the store's default.
+ */
+export const PREPARE_STATEMENTS: boolean | undefined =
+  process.env.OUTBOX_BENCH_PREPARE === undefined ? undefined : process.env.OUTBOX_BENCH_PREPARE !== '0';
 
 export interface BenchEnv {
+  /** PG_URL with this run's application_name, so that its sessions can be found (and ended). */
   readonly pgUrl: string;
   readonly natsServers: string;
   /** Unique per run: names the schema, the stream and the subjects. */
@@ -63,6 +70,26 @@ export function onCleanup(fn: () => Promise<void>): () => void {
   return () => cleanups.delete(fn);
 }
 
+/** `url` with `application_name` set (the bench's sessions are `outbox_bench_<tag>…`). */
+export function withApplicationName(url: string, name: string): string {
+  const u = new URL(url);
+  u.searchParams.set('application_name', name);
+  return u.toString();
+}
+
+/**
+ * Ends every session of this run whose application_name starts with `name` except the caller's
+ * (a runaway statement of a relay under test must not keep burning a core after the scenario).
+ */
+export async function endSessions(admin: pg.Pool, name: string): Promise<number> {
+  const { rows } = await admin.query(
+    `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+      WHERE application_name LIKE $1 || '%' AND pid <> pg_backend_pid()`,
+    [name],
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
 function natsServersOf(url: string): string {
   const u = new URL(url);
   return `${u.hostname}:${u.port || '4222'}`;
@@ -83,7 +110,8 @@ export async function openEnv(): Promise<BenchEnv> {
   const schema = `outbox_bench_${tag}`;
   const stream = `OUTBOX_BENCH_${tag.toUpperCase()}`;
   const subjectPrefix = `bench.${tag}`;
-  const admin = new pg.Pool({ connectionString: PG_URL, max: 3 });
+  const pgUrl = withApplicationName(PG_URL, schema);
+  const admin = new pg.Pool({ connectionString: withApplicationName(PG_URL, `admin_${schema}`), max: 3 });
   admin.on('error', () => {});
   const natsServers = natsServersOf(NATS_URL);
   let nc: NatsConnection | undefined;
@@ -92,6 +120,7 @@ export async function openEnv(): Promise<BenchEnv> {
     if (closed) return;
     closed = true;
     unhook();
+    await endSessions(admin, schema).catch((e) => warn('end sessions', e));
     await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch((e) => warn('drop schema', e));
     await admin.end().catch(() => {});
     if (nc) {
@@ -122,7 +151,7 @@ export async function openEnv(): Promise<BenchEnv> {
     };
     const conn = nc;
     return {
-      pgUrl: PG_URL,
+      pgUrl,
       natsServers,
       tag,
       schema,

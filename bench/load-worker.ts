@@ -3,6 +3,9 @@
  * with the relay under test: writers commit one event per transaction at a fixed rate (several
  * pg clients, paced by a shared schedule), and a real JetStream consumer records when each
  * message arrives. Latency = arrival at the consumer − the writer's COMMIT acknowledged.
+ * With `consumer: 'none'` (an in-process target: the relay's own handler sees the arrivals) the
+ * worker returns the commit times instead, and the scenario pairs them. Every time is on
+ * `clockMs()`, the process-wide monotonic clock, so both threads read the same clock.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
@@ -12,6 +15,7 @@ import { fromPg } from '../src/executors/pg.js';
 import { createOutbox, type Publisher } from '../src/index.js';
 import { postgresStore } from '../src/stores/postgres.js';
 import { referenceInsertSql } from './reference-relay.js';
+import { clockMs } from './timing.js';
 import { AGGREGATE_TYPE, EVENT_TYPE, orderPayload } from './workload.js';
 
 export interface LoadRequest {
@@ -29,6 +33,10 @@ export interface LoadRequest {
   readonly warmupSeconds: number;
   readonly writers: number;
   readonly keys: number;
+  /** Ours: the writers' store sends the commit-time NOTIFY (the relay then LISTENs). */
+  readonly notify?: boolean;
+  /** Who records arrivals: a JetStream consumer here, or the relay's in-process handler. */
+  readonly consumer: 'jetstream' | 'none';
 }
 
 export interface LoadResult {
@@ -46,6 +54,10 @@ export interface LoadResult {
   readonly maxScheduleLagMs: number;
   /** When that was, in seconds from the start of writing. */
   readonly maxScheduleLagAtS: number;
+  /** Measured events that never arrived (JetStream consumer only; the relay did not keep up). */
+  readonly missing: number;
+  /** consumer 'none': the measured commits (id, clockMs() of the acknowledged COMMIT). */
+  readonly commits: readonly (readonly [string, number])[];
 }
 
 export type LoadMessage =
@@ -67,7 +79,7 @@ function committer(req: LoadRequest): Commit {
   const aggregate = (n: number) => `o-${(n * 7_919) % req.keys}`;
   if (req.side === 'ours') {
     const outbox = createOutbox({
-      database: postgresStore({ url: req.pgUrl, schema: req.schema }),
+      database: postgresStore({ url: req.pgUrl, schema: req.schema, notify: req.notify }),
       publishers: { bench: routingOnly },
       routes: [{ destination: `${req.subject}.{type}` }],
     });
@@ -122,7 +134,7 @@ class Ledger {
   readonly latencies: number[] = [];
   committed = 0;
   measuredCommits = 0;
-  /** performance.now() of the first and last measured commit. */
+  /** clockMs() of the first and last measured commit. */
   firstMeasuredAt = Number.POSITIVE_INFINITY;
   lastMeasuredAt = 0;
   received = 0;
@@ -130,12 +142,14 @@ class Ledger {
   readonly #commitAt = new Map<string, number>();
   readonly #arrivedAt = new Map<string, number>();
   readonly #measured = new Set<string>();
+  readonly measuredAt: [string, number][] = [];
 
   commit(id: string, at: number, measured: boolean): void {
     this.committed++;
     this.#commitAt.set(id, at);
     if (measured) {
       this.#measured.add(id);
+      this.measuredAt.push([id, at]);
       this.measuredCommits++;
       this.firstMeasuredAt = Math.min(this.firstMeasuredAt, at);
       this.lastMeasuredAt = Math.max(this.lastMeasuredAt, at);
@@ -166,7 +180,7 @@ async function consume(req: LoadRequest, nc: NatsConnection, ledger: Ledger): Pr
   });
   const messages = await consumer.consume({ max_messages: 1_000 });
   const consuming = (async () => {
-    for await (const m of messages) ledger.arrive(m.headers?.get('Nats-Msg-Id') ?? '', performance.now());
+    for await (const m of messages) ledger.arrive(m.headers?.get('Nats-Msg-Id') ?? '', clockMs());
   })();
   await sleep(CONSUMER_SETTLE_MS);
   return async () => {
@@ -179,7 +193,7 @@ async function consume(req: LoadRequest, nc: NatsConnection, ledger: Ledger): Pr
 async function write(req: LoadRequest, clients: pg.Client[], ledger: Ledger): Promise<[number, number]> {
   const commit = committer(req);
   const intervalMs = 1_000 / req.rate;
-  const startAt = performance.now() + 50;
+  const startAt = clockMs() + 50;
   const measureFrom = startAt + req.warmupSeconds * 1_000;
   const endAt = startAt + req.seconds * 1_000;
   let next = 0;
@@ -190,12 +204,12 @@ async function write(req: LoadRequest, clients: pg.Client[], ledger: Ledger): Pr
       const n = next++;
       const due = startAt + n * intervalMs;
       if (due >= endAt) return;
-      const wait = due - performance.now();
+      const wait = due - clockMs();
       if (wait > 0.5) await sleep(wait);
-      const lag = performance.now() - due;
+      const lag = clockMs() - due;
       if (lag > maxScheduleLagMs) [maxScheduleLagMs, maxScheduleLagAtS] = [lag, (due - startAt) / 1_000];
       const id = await commit(client, n);
-      ledger.commit(id, performance.now(), due >= measureFrom);
+      ledger.commit(id, clockMs(), due >= measureFrom);
     }
   };
   await Promise.all(clients.map(writer));
@@ -204,7 +218,7 @@ async function write(req: LoadRequest, clients: pg.Client[], ledger: Ledger): Pr
 
 async function measure(req: LoadRequest, nc: NatsConnection, clients: pg.Client[]): Promise<LoadResult> {
   const ledger = new Ledger();
-  const stopConsumer = await consume(req, nc, ledger);
+  const stopConsumer = req.consumer === 'jetstream' ? await consume(req, nc, ledger) : async () => {};
   const progress = setInterval(() => {
     parentPort?.postMessage({
       kind: 'progress',
@@ -213,8 +227,9 @@ async function measure(req: LoadRequest, nc: NatsConnection, clients: pg.Client[
     } satisfies LoadMessage);
   }, 1_000);
   const [maxScheduleLagMs, maxScheduleLagAtS] = await write(req, clients, ledger);
-  const drainUntil = performance.now() + DRAIN_TIMEOUT_MS;
-  while (ledger.received < ledger.committed && performance.now() < drainUntil) await sleep(20);
+  const drainUntil = clockMs() + DRAIN_TIMEOUT_MS;
+  while (req.consumer === 'jetstream' && ledger.received < ledger.committed && clockMs() < drainUntil)
+    await sleep(20);
   clearInterval(progress);
   await stopConsumer();
   return {
@@ -226,6 +241,8 @@ async function measure(req: LoadRequest, nc: NatsConnection, clients: pg.Client[
     achievedRate: ledger.measuredCommits / ((ledger.lastMeasuredAt - ledger.firstMeasuredAt) / 1_000),
     maxScheduleLagMs,
     maxScheduleLagAtS,
+    missing: req.consumer === 'jetstream' ? ledger.measuredCommits - ledger.latencies.length : 0,
+    commits: req.consumer === 'none' ? ledger.measuredAt : [],
   };
 }
 

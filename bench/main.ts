@@ -1,37 +1,65 @@
 /**
  * `npm run bench`: ours against a plain reference relay (bench/reference-relay.ts) on the real
  * PostgreSQL and NATS JetStream of this machine, every figure as a ratio to the reference from
- * the same run. Prints one table and writes it into docs/performance.md.
+ * the same run (or, where there is no reference to speak of, to the baseline the row names).
+ * Prints one table and writes it into docs/performance.md.
  *
- *   npm run bench                       full run (~5 minutes), writes docs/performance.md
+ *   npm run bench                       full run (~10 minutes), writes docs/performance.md
  *   npm run bench -- --quick            smoke run with small sizes (docs untouched)
  *   npm run bench -- --only latency,write
  */
 import { parseArgs } from 'node:util';
-import { leftovers, openEnv } from './env.js';
+import { leftovers, openEnv, PREPARE_STATEMENTS } from './env.js';
 import { type ResultRow, renderMachine, renderTable, writeDocs } from './report.js';
+import { burstScenario } from './scenarios/burst.js';
 import { drainPostgres } from './scenarios/drain.js';
+import { bigDrainScenario } from './scenarios/drain-big.js';
 import { drainSqlite } from './scenarios/drain-sqlite.js';
 import { latencyScenario } from './scenarios/latency.js';
+import { relaysScenario } from './scenarios/relays.js';
 import { writeScenario } from './scenarios/write.js';
 import { createTables } from './tables.js';
+import type { TargetKind } from './targets.js';
 
-const SCENARIOS = ['drain-nats', 'drain-inproc', 'drain-sqlite', 'latency', 'write'] as const;
+const SCENARIOS = [
+  'drain-nats',
+  'drain-inproc',
+  'drain-sqlite',
+  'burst',
+  'relays-nats',
+  'relays-inproc',
+  'latency-inproc',
+  'latency-nats',
+  'write',
+  'drain-1m',
+] as const;
 type Scenario = (typeof SCENARIOS)[number];
+/** Names that stand for several scenarios in --only. */
+const GROUPS: Record<string, readonly Scenario[]> = {
+  drain: ['drain-nats', 'drain-inproc', 'drain-sqlite', 'burst'],
+  relays: ['relays-nats', 'relays-inproc'],
+  latency: ['latency-inproc', 'latency-nats'],
+};
 
 const DOCS_PATH = new URL('../../docs/performance.md', import.meta.url);
 
 const USAGE = `usage: npm run bench -- [options]
   --quick             small sizes for a smoke run (docs/performance.md is left alone)
   --only <list>       comma-separated: ${SCENARIOS.join(', ')}
+                      (or ${Object.entries(GROUPS)
+                        .map(([g, list]) => `${g} = ${list.join(' + ')}`)
+                        .join(', ')})
   --events <n>        backlog size of the drains (default 100000, quick 10000)
+  --relays <n>        relay processes of the relays-* scenarios (default 4)
+  --big-events <n>    backlog of drain-1m (default 1000000, quick 20000)
   --keys <n>          ordering keys (default 1000)
   --batch <n>         batch size of both relays (default 500, our relay's default)
   --repeats <n>       drains per side, alternating order; the best counts (default 2, quick 1)
   --seconds <n>       length of each latency and write phase (default 12 / 10, quick 3)
   --rates <list>      latency target rates in events/s (default 500,2000)
   --docs / --no-docs  write docs/performance.md (default: only on a full run of every scenario)
-env: OUTBOX_BENCH_PG_URL, OUTBOX_BENCH_NATS_URL`;
+env: OUTBOX_BENCH_PG_URL, OUTBOX_BENCH_NATS_URL,
+     OUTBOX_BENCH_PREPARE=0 (our relays with prepareStatements: false, a diagnosis; docs untouched)`;
 
 interface Settings {
   readonly quick: boolean;
@@ -43,6 +71,8 @@ interface Settings {
   readonly latencySeconds: number;
   readonly writeSeconds: number;
   readonly rates: readonly number[];
+  readonly relays: number;
+  readonly bigEvents: number;
   readonly docs: boolean;
 }
 
@@ -65,6 +95,8 @@ function parseSettings(argv: string[]): Settings {
       repeats: { type: 'string' },
       seconds: { type: 'string' },
       rates: { type: 'string' },
+      relays: { type: 'string' },
+      'big-events': { type: 'string' },
       docs: { type: 'boolean' },
       'no-docs': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -74,17 +106,28 @@ function parseSettings(argv: string[]): Settings {
     console.log(USAGE);
     process.exit(0);
   }
-  const only = values.only ? values.only.split(',').map((s) => s.trim()) : [...SCENARIOS];
-  for (const name of only) {
-    if (!(SCENARIOS as readonly string[]).includes(name))
-      throw new Error(`unknown scenario "${name}" (known: ${SCENARIOS.join(', ')})`);
+  const named = values.only ? values.only.split(',').map((s) => s.trim()) : [...SCENARIOS];
+  const only = new Set<Scenario>();
+  for (const name of named) {
+    const group = GROUPS[name] ?? (SCENARIOS.includes(name as Scenario) ? [name as Scenario] : undefined);
+    if (!group)
+      throw new Error(
+        `unknown scenario "${name}" (known: ${[...SCENARIOS, ...Object.keys(GROUPS)].join(', ')})`,
+      );
+    for (const scenario of group) only.add(scenario);
   }
   const quick = values.quick === true;
-  const full = !quick && only.length === SCENARIOS.length && !values.events && !values.seconds;
+  const full =
+    !quick &&
+    only.size === SCENARIOS.length &&
+    !values.events &&
+    !values.seconds &&
+    !values.relays &&
+    !values['big-events'];
   const seconds = values.seconds === undefined ? undefined : positive('seconds', values.seconds, 1);
   return {
     quick,
-    only: only as Scenario[],
+    only: [...only],
     events: positive('events', values.events, quick ? 10_000 : 100_000),
     keys: positive('keys', values.keys, 1_000),
     batchSize: positive('batch', values.batch, 500),
@@ -92,7 +135,9 @@ function parseSettings(argv: string[]): Settings {
     latencySeconds: seconds ?? (quick ? 3 : 12),
     writeSeconds: seconds ?? (quick ? 3 : 10),
     rates: (values.rates ?? '500,2000').split(',').map((r) => positive('rates', r, 1)),
-    docs: values['no-docs'] ? false : (values.docs ?? full),
+    relays: positive('relays', values.relays, 4),
+    bigEvents: positive('big-events', values['big-events'], quick ? 20_000 : 1_000_000),
+    docs: values['no-docs'] ? false : (values.docs ?? (full && PREPARE_STATEMENTS === undefined)),
   };
 }
 
@@ -104,38 +149,50 @@ async function runScenarios(s: Settings, rows: ResultRow[]): Promise<void> {
     await createTables(env);
     const drain = { events: s.events, keys: s.keys, batchSize: s.batchSize, repeats: s.repeats };
     const header = (name: string) => process.stderr.write(`\n${name}\n`);
-    if (s.only.includes('drain-nats')) {
-      header('drain: PostgreSQL → JetStream');
-      rows.push(await drainPostgres(env, 'nats', drain));
-    }
-    if (s.only.includes('drain-inproc')) {
-      header('drain: PostgreSQL → in-process handler');
-      rows.push(await drainPostgres(env, 'inproc', drain));
+    const targets: Record<TargetKind, string> = { nats: 'JetStream', inproc: 'in-process handler' };
+    for (const kind of ['nats', 'inproc'] as const) {
+      if (!s.only.includes(`drain-${kind}`)) continue;
+      header(`drain: PostgreSQL → ${targets[kind]}, 1 relay`);
+      rows.push(...(await drainPostgres(env, kind, drain)));
     }
     if (s.only.includes('drain-sqlite')) {
       header('drain: SQLite → in-process handler');
       rows.push(await drainSqlite(drain));
     }
-    if (s.only.includes('latency')) {
+    if (s.only.includes('burst')) {
+      header('burst after idle: PostgreSQL → in-process handler, 1 relay, no ANALYZE');
+      rows.push(await burstScenario(env, { ...drain, capSeconds: s.quick ? 20 : 60 }));
+    }
+    for (const kind of ['nats', 'inproc'] as const) {
+      if (!s.only.includes(`relays-${kind}`)) continue;
+      header(`drain: PostgreSQL → ${targets[kind]}, ${s.relays} relay processes vs 1`);
+      rows.push(...(await relaysScenario(env, kind, { ...drain, relays: s.relays })));
+    }
+    for (const kind of ['inproc', 'nats'] as const) {
+      if (!s.only.includes(`latency-${kind}`)) continue;
       for (const rate of s.rates) {
-        header(`latency: commit → JetStream consumer at ${rate} events/s`);
-        rows.push(
-          ...(await latencyScenario(env, {
-            rate,
-            seconds: s.latencySeconds,
-            batchSize: s.batchSize,
-            repeats: s.repeats,
-          })),
-        );
+        header(`latency: commit → ${targets[kind]} at ${rate} events/s`);
+        const latency = { rate, seconds: s.latencySeconds, batchSize: s.batchSize, repeats: s.repeats, kind };
+        rows.push(...(await latencyScenario(env, latency)));
       }
     }
     if (s.only.includes('write')) {
       header('write overhead: 8 clients');
       rows.push(...(await writeScenario(env, { seconds: s.writeSeconds, clients: 8, rounds: s.repeats })));
     }
+    if (s.only.includes('drain-1m')) {
+      header(`drain: ${s.bigEvents.toLocaleString('en-US')} events, 1 relay process, memory sampled`);
+      rows.push(
+        ...(await bigDrainScenario(env, { events: s.bigEvents, keys: s.keys, batchSize: s.batchSize })),
+      );
+    }
     const settings =
       `Settings: batch size ${s.batchSize} for both relays, ${s.keys} keys, ` +
-      `latency phases ${s.latencySeconds} s, write phases ${s.writeSeconds} s${s.quick ? ' (--quick)' : ''}.`;
+      `our relay's defaults otherwise (64 partitions, adaptive polling up to 100 ms, no NOTIFY unless a row says so), ` +
+      `${s.relays} relay processes in the relays rows, ${s.bigEvents.toLocaleString('en-US')}-event big drain, ` +
+      `latency phases ${s.latencySeconds} s, write phases ${s.writeSeconds} s, ` +
+      `${s.repeats} repeat${s.repeats > 1 ? 's' : ''}${s.quick ? ' (--quick)' : ''}` +
+      `${PREPARE_STATEMENTS === undefined ? '' : `, our relays with prepareStatements: ${PREPARE_STATEMENTS}`}.`;
     const section = `${renderMachine(env.machine, settings)}\n\n${renderTable(rows)}`;
     console.log(`\n${section}\n`);
     if (s.docs) {

@@ -42,6 +42,8 @@ export interface ReferenceRelayOptions {
 }
 
 export const REFERENCE_TABLE = 'ref_outbox';
+/** The same table without the NOTIFY trigger (write overhead with no wake-up at all). */
+export const REFERENCE_SILENT_TABLE = 'ref_outbox_silent';
 
 const q = (name: string) => `"${name}"`;
 
@@ -49,12 +51,12 @@ export function referenceChannel(schema: string, table = REFERENCE_TABLE): strin
   return `${schema}.${table}`;
 }
 
-/** DDL of the reference's table, index and NOTIFY trigger. */
-export function referenceSchemaSql(schema: string, table = REFERENCE_TABLE): string {
+/** DDL of the reference's table, its index and (unless `notify` is false) its NOTIFY trigger. */
+export function referenceSchemaSql(schema: string, table = REFERENCE_TABLE, notify = true): string {
   const t = `${q(schema)}.${q(table)}`;
   const fn = `${q(schema)}.${q(`${table}_notify`)}`;
   const channel = referenceChannel(schema, table).replaceAll("'", "''");
-  return `
+  const create = `
 CREATE TABLE ${t} (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   key text NOT NULL,
@@ -64,7 +66,9 @@ CREATE TABLE ${t} (
   status text NOT NULL DEFAULT 'pending',
   created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX ${q(`${table}_pending`)} ON ${t} (id) WHERE status = 'pending';
+CREATE INDEX ${q(`${table}_pending`)} ON ${t} (id) WHERE status = 'pending';`;
+  if (!notify) return create;
+  return `${create}
 CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM pg_notify('${channel}', '');

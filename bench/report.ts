@@ -12,15 +12,28 @@ export interface ResultRow {
   readonly reference: number | undefined;
   /** Which way is better, for reading the ratio. */
   readonly better: 'higher' | 'lower';
-  /** The bar of issue 2, when this row has one. */
-  readonly bar?: {
-    readonly kind: 'ratio-at-least' | 'value-at-most';
-    readonly value: number;
-    /** Why the figure cannot count for the bar (e.g. the load did not reach its rate). */
-    readonly invalid?: string;
-  };
+  /** The bar of issue 3, when this row has one. */
+  readonly bar?: Bar;
   readonly note?: string;
 }
+
+/**
+ * How a row is judged: ours / reference at least `value`; ours at most `value` (in the row's
+ * unit); ours / `of` at least `value` (a share of a baseline that is not the reference, e.g.
+ * business-only transactions); or a yes/no `check` computed by the scenario.
+ * `invalid` says why the figure cannot count for the bar (e.g. the load did not reach its rate).
+ */
+export type Bar =
+  | { readonly kind: 'ratio-at-least'; readonly value: number; readonly invalid?: string }
+  | { readonly kind: 'value-at-most'; readonly value: number; readonly invalid?: string }
+  | {
+      readonly kind: 'share-at-least';
+      readonly value: number;
+      readonly of: number;
+      readonly ofLabel: string;
+      readonly invalid?: string;
+    }
+  | { readonly kind: 'check'; readonly text: string; readonly met: boolean; readonly invalid?: string };
 
 export const BEGIN_MARKER =
   '<!-- bench:begin (written by npm run bench; edits between the markers are lost) -->';
@@ -44,25 +57,43 @@ export function progress(label: string): { update(text: string): void; done(text
 }
 
 export function formatNumber(value: number, unit: string): string {
+  if (!Number.isFinite(value)) return value > 0 ? '∞' : '—';
   if (unit === 'ms') return value < 10 ? value.toFixed(2) : value.toFixed(1);
+  if (unit === 'MB') return value.toFixed(1);
   return Math.round(value).toLocaleString('en-US');
 }
 
 function ratioOf(row: ResultRow): number | undefined {
   if (row.ours === undefined || row.reference === undefined || row.reference === 0) return undefined;
-  return row.ours / row.reference;
+  const ratio = row.ours / row.reference;
+  return Number.isFinite(ratio) ? ratio : undefined;
+}
+
+/** The bar's text and whether it is met (undefined: no figure to judge). */
+function judge(row: ResultRow, bar: Bar): [string, boolean | undefined] {
+  switch (bar.kind) {
+    case 'ratio-at-least': {
+      const ratio = ratioOf(row);
+      return [`≥ ${bar.value}×`, ratio === undefined ? undefined : ratio >= bar.value];
+    }
+    case 'value-at-most':
+      return [`≤ ${bar.value} ${row.unit}`, row.ours === undefined ? undefined : row.ours <= bar.value];
+    case 'share-at-least': {
+      const share = row.ours === undefined || bar.of === 0 ? undefined : row.ours / bar.of;
+      const text = `≥ ${bar.value}× ${bar.ofLabel}${share === undefined ? '' : ` (${share.toFixed(2)}×)`}`;
+      return [text, share === undefined ? undefined : share >= bar.value];
+    }
+    case 'check':
+      return [bar.text, bar.met];
+  }
 }
 
 function barCell(row: ResultRow): string {
   if (!row.bar) return '';
-  const ratio = ratioOf(row);
-  if (row.bar.kind === 'ratio-at-least') {
-    const met = ratio !== undefined && ratio >= row.bar.value;
-    return `≥ ${row.bar.value.toFixed(1)}× ${ratio === undefined ? '?' : met ? 'met' : 'MISSED'}`;
-  }
-  const met = row.ours !== undefined && row.ours <= row.bar.value;
-  const verdict = row.bar.invalid ? `MISSED (${row.bar.invalid})` : met ? 'met' : 'MISSED';
-  return `≤ ${row.bar.value} ${row.unit} ${row.ours === undefined ? '?' : verdict}`;
+  const [text, met] = judge(row, row.bar);
+  if (met === undefined) return `${text} ?`;
+  if (row.bar.invalid) return `${text} MISSED (${row.bar.invalid})`;
+  return `${text} ${met ? 'met' : 'MISSED'}`;
 }
 
 export function renderTable(rows: readonly ResultRow[]): string {

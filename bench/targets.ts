@@ -14,7 +14,7 @@ import {
 } from '../src/index.js';
 import { natsPublisher } from '../src/publishers/nats.js';
 import { postgresStore } from '../src/stores/postgres.js';
-import type { BenchEnv } from './env.js';
+import { type BenchEnv, PREPARE_STATEMENTS } from './env.js';
 import type { ReferenceTarget } from './reference-relay.js';
 import { newTiming, type RelayTiming, timed } from './timing.js';
 
@@ -22,12 +22,18 @@ export type TargetKind = 'nats' | 'inproc';
 
 const DELIVERED: PublishResult = Object.freeze({ ok: true });
 
-/** Ours: a Publisher whose publish() resolves at once. */
-export function inProcessPublisher(): Publisher {
+/** Sees every message an in-process handler gets (the order check, the latency clock). */
+export type Recorder = (messages: readonly OutboundMessage[]) => void;
+
+/** Ours: a Publisher whose publish() resolves at once (after `record`, if given). */
+export function inProcessPublisher(record?: Recorder): Publisher {
   return {
     kind: 'memory',
     capabilities: { dedupeById: false },
-    publish: async (messages: readonly OutboundMessage[]) => messages.map(() => DELIVERED),
+    publish: async (messages: readonly OutboundMessage[]) => {
+      record?.(messages);
+      return messages.map(() => DELIVERED);
+    },
   };
 }
 
@@ -47,14 +53,30 @@ export interface OursSetup {
   close(): Promise<void>;
 }
 
+export interface OursOptions {
+  readonly kind: TargetKind;
+  readonly phase: string;
+  readonly batchSize: number;
+  /** Commit-time NOTIFY; undefined = the store's default (off: the relay polls adaptively). */
+  readonly notify?: boolean;
+  /** In-process target only: sees every message. */
+  readonly record?: Recorder;
+  /** The store's URL, if not the run's (e.g. another application_name). */
+  readonly pgUrl?: string;
+}
+
 /** Our outbox on the run's schema, publishing to `kind` under `${prefix}.${phase}.ours.<type>`. */
-export function oursOutbox(
-  env: BenchEnv,
-  options: { kind: TargetKind; phase: string; batchSize: number; notify?: boolean },
-): OursSetup {
-  const store = postgresStore({ url: env.pgUrl, schema: env.schema, notify: options.notify ?? true });
+export function oursOutbox(env: BenchEnv, options: OursOptions): OursSetup {
+  const store = postgresStore({
+    url: options.pgUrl ?? env.pgUrl,
+    schema: env.schema,
+    notify: options.notify,
+    prepareStatements: PREPARE_STATEMENTS,
+  });
   const publisher =
-    options.kind === 'nats' ? natsPublisher({ url: `nats://${env.natsServers}` }) : inProcessPublisher();
+    options.kind === 'nats'
+      ? natsPublisher({ url: `nats://${env.natsServers}` })
+      : inProcessPublisher(options.record);
   const timing = newTiming();
   const outbox = createOutbox({
     database: timed(store, { claim: timing.claim, settle: timing.settle }),
@@ -82,11 +104,21 @@ export interface ReferenceTargetSetup {
 
 const encoder = new TextEncoder();
 
-/** The reference's target: JetStream on its own connection, or an in-process no-op. */
-export async function referenceTarget(env: BenchEnv, kind: TargetKind): Promise<ReferenceTargetSetup> {
+/**
+ * The reference's target: JetStream on its own connection, or an in-process no-op (which hands
+ * each message's id, as `${idPrefix}${id}`, to `record` if given).
+ */
+export async function referenceTarget(
+  env: Pick<BenchEnv, 'tag' | 'natsServers'>,
+  kind: TargetKind,
+  record?: (id: string) => void,
+): Promise<ReferenceTargetSetup> {
   // Row ids are only unique within one table: namespace them per phase, as a second service would.
   const idPrefix = `ref-${env.tag}-${Date.now().toString(36)}-`;
-  if (kind === 'inproc') return { target: async () => {}, idPrefix, close: async () => {} };
+  if (kind === 'inproc') {
+    const target: ReferenceTarget = record ? async (m) => record(idPrefix + m.id) : async () => {};
+    return { target, idPrefix, close: async () => {} };
+  }
   const nc: NatsConnection = await connect({ servers: env.natsServers, name: 'outbox-bench-reference' });
   const js = jetstream(nc);
   return {

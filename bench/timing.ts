@@ -1,5 +1,13 @@
 /** Where a relay spends its time: summed durations of its claim, publish and settle calls. */
 
+/**
+ * Milliseconds on the machine's monotonic clock (CLOCK_MONOTONIC), which every thread and
+ * process reads alike, unlike performance.now() (its origin is per thread).
+ */
+export function clockMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
 /** Time spent in one kind of call, summed over a phase. */
 export interface CallTiming {
   calls: number;

@@ -13,9 +13,10 @@ import { sqliteStore } from '../../src/stores/sqlite.js';
 import { onCleanup } from '../env.js';
 import type { ResultRow } from '../report.js';
 import { inProcessPublisher } from '../targets.js';
+import { sidesInOrder, timeDrain } from '../timed-drain.js';
 import { describeTiming, newTiming, timed } from '../timing.js';
 import { EVENT_TYPE, type Workload, workload } from '../workload.js';
-import { type DrainSettings, sidesInOrder, timeDrain } from './drain.js';
+import type { DrainSettings } from './drain.js';
 
 const CHUNK = 1_000;
 

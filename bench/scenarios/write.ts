@@ -1,16 +1,24 @@
 /**
  * Write overhead: business transactions per second with 8 concurrent clients, each transaction
  * BEGIN, one business INSERT, [the event], COMMIT. Variants: the business INSERT alone; with
- * `outbox.add` and NOTIFY on; with `outbox.add` and NOTIFY off (`notify: false`); with the
- * reference's INSERT and its NOTIFY trigger. A connection LISTENs on both channels throughout,
- * as a relay would (no relay runs: only the writers' cost is measured).
+ * `outbox.add` and the defaults (per-key advisory lock in the INSERT, no NOTIFY: the relay
+ * polls); with `outbox.add` and `notify: true`; with `outbox.add` whose statement the bench
+ * rewrites to drop the lock (what the lock costs); and the reference's INSERT with and without
+ * its NOTIFY trigger. A connection LISTENs on both channels throughout, as a relay
+ * would (no relay runs: only the writers' cost is measured).
  */
 import pg from 'pg';
+import type { AsyncExecutor } from '../../src/core/ports.js';
 import { fromPg } from '../../src/executors/pg.js';
 import { createOutbox, type Outbox, type Publisher } from '../../src/index.js';
 import { channelName, postgresStore } from '../../src/stores/postgres.js';
 import type { BenchEnv } from '../env.js';
-import { referenceChannel, referenceInsertSql } from '../reference-relay.js';
+import {
+  REFERENCE_SILENT_TABLE,
+  REFERENCE_TABLE,
+  referenceChannel,
+  referenceInsertSql,
+} from '../reference-relay.js';
 import { progress, type ResultRow } from '../report.js';
 import { businessInsertSql, businessRow, OURS_TABLE, quiesce, resetTables } from '../tables.js';
 import { AGGREGATE_TYPE, EVENT_TYPE, orderPayload } from '../workload.js';
@@ -22,15 +30,25 @@ export interface WriteSettings {
   readonly rounds: number;
 }
 
-type Variant = 'business' | 'notify' | 'silent' | 'reference';
+const LABELS = {
+  business: 'business INSERT only',
+  ours: 'ours: + add(), defaults (per-key lock, no NOTIFY)',
+  'ours-notify': 'ours: + add(), notify: true',
+  'ours-unlocked': 'ours: + add() without its per-key lock (bench-side), no NOTIFY',
+  reference: 'reference: + INSERT, NOTIFY trigger',
+  'reference-silent': 'reference: + INSERT, no trigger',
+} as const;
+type Variant = keyof typeof LABELS;
 type Transaction = (client: pg.Client, n: number) => Promise<void>;
 
+/** Issue 3: business tx/s with add() at least this share of business-only. */
+const SHARE_BAR = 0.65;
 const WARMUP_MS = 1_000;
 const KEYS = 1_000;
 
 const routingOnly: Publisher = { kind: 'nats', capabilities: { dedupeById: true }, publish: async () => [] };
 
-function oursFor(env: BenchEnv, notify: boolean): Outbox {
+function oursFor(env: BenchEnv, notify: boolean | undefined): Outbox {
   return createOutbox({
     database: postgresStore({ url: env.pgUrl, schema: env.schema, notify }),
     publishers: { bench: routingOnly },
@@ -38,39 +56,70 @@ function oursFor(env: BenchEnv, notify: boolean): Outbox {
   });
 }
 
+function event(n: number) {
+  const aggregateId = `o-${n % KEYS}`;
+  return {
+    type: EVENT_TYPE,
+    aggregateType: AGGREGATE_TYPE,
+    aggregateId,
+    payload: orderPayload(n, aggregateId),
+  };
+}
+
+/** The per-key lock call in add()'s statement (src/stores/postgres.ts). */
+const KEY_LOCK = /pg_advisory_xact_lock\([^()]*\)/g;
+
+/**
+ * add() with its per-key lock taken out: the store has no switch for it, so the bench rewrites
+ * the statement on its way to the database (`pg_advisory_xact_lock(…)` → `NULL`); everything
+ * else, NOTIFY off included, is add()'s own path. Isolates what the lock costs.
+ */
+function unlocked(executor: AsyncExecutor): AsyncExecutor {
+  return {
+    ...executor,
+    query(sql, params) {
+      const stripped = sql.replace(KEY_LOCK, 'NULL');
+      if (stripped === sql)
+        throw new Error("bench: no pg_advisory_xact_lock(…) in add()'s statement to take out");
+      return executor.query(stripped, params);
+    },
+  };
+}
+
+function referenceInsert(env: BenchEnv, table: string): (client: pg.Client, n: number) => Promise<unknown> {
+  const sql = referenceInsertSql(env.schema, table);
+  const destination = `${env.subjectPrefix}.write.ref.${EVENT_TYPE}`;
+  return (client, n) => {
+    const e = event(n);
+    return client.query(sql, [
+      `${e.aggregateType}:${e.aggregateId}`,
+      e.type,
+      destination,
+      JSON.stringify(e.payload),
+    ]);
+  };
+}
+
 function transactionOf(env: BenchEnv, variant: Variant): Transaction {
   const business = businessInsertSql(env);
-  const event = (n: number) => {
-    const aggregateId = `o-${n % KEYS}`;
-    return {
-      type: EVENT_TYPE,
-      aggregateType: AGGREGATE_TYPE,
-      aggregateId,
-      payload: orderPayload(n, aggregateId),
-    };
-  };
-  const outbox =
-    variant === 'notify' || variant === 'silent' ? oursFor(env, variant === 'notify') : undefined;
-  const reference = referenceInsertSql(env.schema);
-  const destination = `${env.subjectPrefix}.write.ref.${EVENT_TYPE}`;
+  let write: ((client: pg.Client, n: number) => Promise<unknown>) | undefined;
+  if (variant === 'ours' || variant === 'ours-notify') {
+    const outbox = oursFor(env, variant === 'ours-notify' ? true : undefined);
+    write = (client, n) => outbox.add(fromPg(client), event(n));
+  } else if (variant === 'ours-unlocked') {
+    const outbox = oursFor(env, undefined);
+    write = (client, n) => outbox.add(unlocked(fromPg(client)), event(n));
+  } else if (variant === 'reference') write = referenceInsert(env, REFERENCE_TABLE);
+  else if (variant === 'reference-silent') write = referenceInsert(env, REFERENCE_SILENT_TABLE);
   return async (client, n) => {
     await client.query('BEGIN');
     await client.query(business, businessRow(n));
-    if (outbox) await outbox.add(fromPg(client), event(n));
-    if (variant === 'reference') {
-      const e = event(n);
-      await client.query(reference, [
-        `${e.aggregateType}:${e.aggregateId}`,
-        e.type,
-        destination,
-        JSON.stringify(e.payload),
-      ]);
-    }
+    if (write) await write(client, n);
     await client.query('COMMIT');
   };
 }
 
-async function throughput(env: BenchEnv, variant: Variant, label: string, s: WriteSettings): Promise<number> {
+async function throughput(env: BenchEnv, variant: Variant, s: WriteSettings): Promise<number> {
   await resetTables(env);
   await quiesce(env);
   const transaction = transactionOf(env, variant);
@@ -81,7 +130,7 @@ async function throughput(env: BenchEnv, variant: Variant, label: string, s: Wri
       return c;
     }),
   );
-  const line = progress(label);
+  const line = progress(LABELS[variant]);
   const startedAt = performance.now();
   const countFrom = startedAt + WARMUP_MS;
   const endAt = countFrom + s.seconds * 1_000;
@@ -115,27 +164,23 @@ export async function writeScenario(env: BenchEnv, s: WriteSettings): Promise<Re
   listener.on('notification', () => {});
   await listener.query(`LISTEN "${channelName(env.schema, OURS_TABLE)}"`);
   await listener.query(`LISTEN "${referenceChannel(env.schema)}"`);
-  const rates: Record<Variant, number> = { business: 0, notify: 0, silent: 0, reference: 0 };
-  const labels: Record<Variant, string> = {
-    business: 'business INSERT only',
-    notify: 'ours: + add(), NOTIFY on',
-    silent: 'ours: + add(), NOTIFY off',
-    reference: 'reference: + INSERT, NOTIFY trigger',
-  };
-  const variants = Object.keys(labels) as Variant[];
+  const variants = Object.keys(LABELS) as Variant[];
+  const rates = Object.fromEntries(variants.map((v) => [v, 0])) as Record<Variant, number>;
   const phase = { ...s, seconds: s.seconds / s.rounds };
   try {
     // Rounds in alternating order; the best round of each variant counts (noise only slows down).
     for (let round = 0; round < s.rounds; round++) {
       for (const v of round % 2 === 0 ? variants : [...variants].reverse()) {
-        rates[v] = Math.max(rates[v], await throughput(env, v, labels[v], phase));
+        rates[v] = Math.max(rates[v], await throughput(env, v, phase));
       }
     }
   } finally {
     await listener.end().catch(() => {});
   }
-  const share = (rate: number) => `${Math.round((rate / rates.business) * 100)}% of business-only`;
+  const share = (v: Variant) => `${(rates[v] / rates.business).toFixed(2)}×`;
   const name = `write: business tx/s, ${s.clients} clients`;
+  const baseline = { of: rates.business, ofLabel: 'business-only' };
+  const lockCost = 1 - rates.ours / rates['ours-unlocked'];
   return [
     {
       scenario: `${name}, business INSERT only`,
@@ -146,20 +191,32 @@ export async function writeScenario(env: BenchEnv, s: WriteSettings): Promise<Re
       note: 'baseline, same for both',
     },
     {
-      scenario: `${name}, + add() with NOTIFY`,
+      scenario: `${name}, + add(), defaults (per-key lock, no NOTIFY)`,
       unit: 'tx/s',
-      ours: rates.notify,
+      ours: rates.ours,
       reference: rates.reference,
       better: 'higher',
-      note: `ours ${share(rates.notify)}; reference (INSERT + NOTIFY trigger) ${share(rates.reference)}`,
+      bar: { kind: 'share-at-least', value: SHARE_BAR, ...baseline },
+      note: `of business-only: ours ${share('ours')}, reference (INSERT + NOTIFY trigger) ${share('reference')}`,
     },
     {
-      scenario: `${name}, + add() with notify: false`,
+      scenario: `${name}, + add() with notify: true`,
       unit: 'tx/s',
-      ours: rates.silent,
+      ours: rates['ours-notify'],
       reference: rates.reference,
       better: 'higher',
-      note: `ours ${share(rates.silent)} (wake-up by polling only); reference with NOTIFY`,
+      note: `of business-only: ours ${share('ours-notify')}, reference (INSERT + NOTIFY trigger) ${share('reference')}`,
+    },
+    {
+      scenario: `${name}, + add() without the per-key lock (bench-side), no NOTIFY`,
+      unit: 'tx/s',
+      ours: rates['ours-unlocked'],
+      reference: rates['reference-silent'],
+      better: 'higher',
+      note:
+        `ours: add()'s statement with pg_advisory_xact_lock(…) replaced by NULL in the bench, ${share('ours-unlocked')}; ` +
+        `reference without its trigger ${share('reference-silent')}; ` +
+        `the per-key lock costs ${(lockCost * 100).toFixed(0)}% (defaults row vs this)`,
     },
   ];
 }
