@@ -146,12 +146,6 @@ export class PartitionLeases {
     }
   }
 
-  /** Stops heartbeating without releasing: the leases expire by themselves. */
-  forget(): void {
-    this.#stopTimer();
-    this.#held.clear();
-  }
-
   #stopTimer(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;

@@ -55,3 +55,13 @@ export function assertPartitions(value: number | undefined): number | undefined 
   }
   return value;
 }
+
+/** Refuses a partition count other than the table's: it is fixed when the table is created. */
+export function assertPartitionCount(table: string, found: number, requested: number | undefined): void {
+  if (requested === undefined || found === requested) return;
+  throw new OutboxError(
+    'INVALID_CONFIG',
+    `outbox table ${table} has ${found} partitions, not ${requested}: the number is fixed when the table is created (changing it on a live system is not supported yet)`,
+    { details: { partitions: found, requested } },
+  );
+}

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { OutboxError } from '../core/errors.js';
 import type { MigrationResult } from '../core/ports.js';
+import { assertPartitionCount } from './common.js';
 
 /** Anything that runs a query: a pooled client for `migratePostgres`, a pool for the check. */
 interface Queryable {
@@ -160,14 +161,7 @@ export async function migratePostgres(
   }
   const leases = `${q(schema)}.${q(`${table}_leases`)}`;
   const { rows } = await client.query(`SELECT count(*)::int AS n FROM ${leases}`);
-  const partitions = Number(rows[0]?.n);
-  if (requestedPartitions !== undefined && partitions !== requestedPartitions) {
-    throw new OutboxError(
-      'INVALID_CONFIG',
-      `outbox table ${q(schema)}.${q(table)} has ${partitions} partitions, not ${requestedPartitions}: the number is fixed when the table is created (changing it on a live system is not supported yet)`,
-      { details: { partitions, requested: requestedPartitions } },
-    );
-  }
+  assertPartitionCount(`${q(schema)}.${q(table)}`, Number(rows[0]?.n), requestedPartitions);
   await client.query('COMMIT');
   return { from, to: POSTGRES_SCHEMA_VERSION, applied };
 }

@@ -21,7 +21,7 @@ import type {
   Statement,
   Store,
 } from '../core/ports.js';
-import { assertIdentifier, assertPartitions, summarizeStats } from './common.js';
+import { assertIdentifier, assertPartitionCount, assertPartitions, summarizeStats } from './common.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
 /** The part of better-sqlite3's Database the store uses. */
@@ -220,13 +220,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
           applied.push(`${m.version} ${m.name}`);
         }
         const { n } = conn.prepare(`SELECT count(*) AS n FROM ${leases}`).get() as { n: number };
-        if (requested !== undefined && n !== requested) {
-          throw new OutboxError(
-            'INVALID_CONFIG',
-            `outbox table "${table}" has ${n} partitions, not ${requested}: the number is fixed when the table is created (changing it on a live system is not supported yet)`,
-            { details: { partitions: n, requested } },
-          );
-        }
+        assertPartitionCount(`"${table}"`, n, requested);
         return { from, to: Math.max(from, latest), applied };
       });
       return run.immediate();
