@@ -17,6 +17,7 @@ export type {
   EventStatus,
   Executor,
   Fence,
+  InFlight,
   LeaseRecord,
   Membership,
   MigrationResult,
@@ -27,6 +28,7 @@ export type {
   PublishResult,
   SettleResult,
   Store,
+  StoreCapabilities,
   SyncExecutor,
 } from './core/ports.js';
 export type { RouteConfig } from './core/routes.js';

@@ -191,7 +191,16 @@ export interface ListFilter {
 export interface StoreCapabilities {
   /** The store can wake the relay when a transaction that added events commits. */
   readonly listenNotify: boolean;
+  /**
+   * A claim can run while the previous batch's settle does (on another connection), so the relay
+   * claims its next batch while it publishes the current one. False for a store whose calls run
+   * one at a time anyway (SQLite): there it would only add work.
+   */
+  readonly claimAhead: boolean;
 }
+
+/** An event claimed and not settled yet: where a claim finds it, to leave it out. */
+export type InFlight = Pick<ClaimedEvent, 'partition' | 'seq'>;
 
 /**
  * All the SQL of one dialect. `insert()` builds the statement `add()` runs on the caller's
@@ -215,8 +224,14 @@ export interface Store {
    * Up to `limit` pending events of the given partitions that are due, in `seq` order, skipping
    * every event whose key has an earlier event holding it back: one that is pending but not due
    * (retrying or delayed), or a parked dead letter. A failing event holds back its own key only.
+   * `inFlight`: events this relay claimed and has not settled yet, never returned again (the
+   * relay claims its next batch while it publishes the current one).
    */
-  claim(partitions: readonly number[], limit: number): Promise<ClaimedEvent[]>;
+  claim(
+    partitions: readonly number[],
+    limit: number,
+    inFlight?: readonly InFlight[],
+  ): Promise<ClaimedEvent[]>;
   /** Writes a batch's outcome in one statement, for the events of partitions the fence still holds. */
   settle(settlement: Settlement, fence: Fence): Promise<SettleResult>;
 

@@ -17,6 +17,10 @@
  * - Claim is by status: due pending events of owned partitions in insertion order, minus any key
  *   held back by an earlier event that is retrying, delayed or parked. Nothing is marked at claim,
  *   so a relay that dies leaves its events pending: the next owner publishes them again.
+ * - Where the store allows it (PostgreSQL), the next batch is claimed while the current one is
+ *   published and settled. That claim leaves out the events in flight, and the keys the current
+ *   batch did not finish (a failure, a skip) are dropped from it: they wait for what the settle
+ *   records.
  * - A batch is published in rounds: round r holds the r-th event of every key, so a key's next
  *   event goes out only after its previous one was delivered; keys are concurrent. A failure
  *   stops its key for this batch (later events of that key stay pending, untouched).
@@ -129,6 +133,26 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
  * Resolves to what `promise` gives, or to `onTimeout()` after `ms`, whichever comes first; an
  * `onTimeout` that throws rejects.
  */
+/** A claimed batch with the lease epoch of each partition it was claimed under. */
+interface Claimed {
+  readonly batch: readonly ClaimedEvent[];
+  readonly epochs: ReadonlyMap<number, number>;
+  /** Events the store returned (some may since have been left out). */
+  readonly found: number;
+}
+
+/**
+ * The batch claimed ahead, once the batch before it is done: without the keys that batch did not
+ * finish (a failure, a skip, a fenced settle). Their later events must wait for what the settle
+ * recorded (a retry holds the key back), so they are left pending for a later claim.
+ */
+function afterBatch(next: Claimed, batch: readonly ClaimedEvent[], report: BatchReport): Claimed {
+  const done = new Set(report.published.map((e) => e.id));
+  const unfinished = new Set(batch.filter((e) => !done.has(e.id)).map((e) => e.key));
+  if (unfinished.size === 0) return next;
+  return { ...next, batch: next.batch.filter((e) => !unfinished.has(e.key)) };
+}
+
 async function settleWithin<T>(promise: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<T>((resolve, reject) => {
@@ -318,6 +342,8 @@ export class Relay extends EventEmitter {
   async #loop(): Promise<void> {
     let errorSleep = ERROR_SLEEP_MIN_MS;
     let idleSleep = IDLE_SLEEP_MIN_MS;
+    // The next batch, claimed while the current one is published and settled.
+    let ahead: Promise<Claimed | { error: unknown }> | undefined;
     while (!this.#stopping) {
       try {
         await this.#leases.maintain();
@@ -329,9 +355,18 @@ export class Relay extends EventEmitter {
           await this.#sleep(this.#o.pollIntervalMs, false);
           continue;
         }
-        const { claimed } = await this.#claimAndProcess(partitions);
+        const claimed = ahead ? await this.#takeAhead(ahead) : await this.#claim(partitions);
+        ahead = undefined;
+        if (claimed.batch.length > 0) {
+          if (this.#deps.store.capabilities.claimAhead) {
+            ahead = this.#claim(partitions, claimed.batch).catch((error: unknown) => ({ error }));
+          }
+          const report = await this.#process(claimed.batch, claimed.epochs);
+          if (ahead)
+            ahead = ahead.then((next) => ('error' in next ? next : afterBatch(next, claimed.batch, report)));
+        }
         errorSleep = ERROR_SLEEP_MIN_MS;
-        if (claimed > 0) {
+        if (claimed.found > 0) {
           idleSleep = IDLE_SLEEP_MIN_MS;
         } else {
           // Adaptive polling: right after traffic the next event is likely soon.
@@ -339,6 +374,8 @@ export class Relay extends EventEmitter {
           idleSleep = Math.min(idleSleep * 2, this.#o.pollIntervalMs);
         }
       } catch (error) {
+        // A batch that did not finish leaves its keys' order unknown to the claim ahead: drop it.
+        ahead = undefined;
         this.#log.error('relay loop failed; retrying', { relay: this.id, error: describeError(error) });
         // EventEmitter throws an 'error' nobody listens to: that must not end the loop.
         if (this.listenerCount('error') > 0) this.emit('error', error);
@@ -346,6 +383,7 @@ export class Relay extends EventEmitter {
         errorSleep = Math.min(errorSleep * 2, ERROR_SLEEP_MAX_MS);
       }
     }
+    await ahead; // its events stay pending; the query must not outlive the loop
   }
 
   /** Sleeps up to `ms`, waking early for stop() and, when `wakeable`, for wake() (also one already pending). */
@@ -370,14 +408,33 @@ export class Relay extends EventEmitter {
 
   /** Claims a batch of `partitions` and processes it (an empty batch reports nothing). */
   async #claimAndProcess(partitions: readonly number[]): Promise<BatchReport> {
-    // The epoch each partition is claimed under: the fence of this batch's settle.
-    const epochs = new Map<number, number>();
-    for (const partition of partitions) epochs.set(partition, this.#leases.epochOf(partition)!);
-    const batch = await this.#deps.store.claim(partitions, this.#o.batchSize);
+    const { batch, epochs } = await this.#claim(partitions);
     if (batch.length === 0) {
       return { claimed: 0, published: [], retried: [], dead: [], settled: true, fenced: [], skipped: [] };
     }
     return this.#process(batch, epochs);
+  }
+
+  /** Claims a batch of `partitions`, leaving out `inFlight` (the batch being published). */
+  async #claim(partitions: readonly number[], inFlight: readonly ClaimedEvent[] = []): Promise<Claimed> {
+    // The epoch each partition is claimed under: the fence of this batch's settle.
+    const epochs = new Map<number, number>();
+    for (const partition of partitions) epochs.set(partition, this.#leases.epochOf(partition)!);
+    const batch = await this.#deps.store.claim(partitions, this.#o.batchSize, inFlight);
+    return { batch, epochs, found: batch.length };
+  }
+
+  /**
+   * The batch claimed ahead, without the events of partitions given back or lost since (their
+   * next owner publishes them).
+   */
+  async #takeAhead(ahead: Promise<Claimed | { error: unknown }>): Promise<Claimed> {
+    const claimed = await ahead;
+    if ('error' in claimed) throw claimed.error;
+    const batch = claimed.batch.filter((e) =>
+      this.#leases.trusts(e.partition, claimed.epochs.get(e.partition)!),
+    );
+    return { ...claimed, batch };
   }
 
   async #process(batch: readonly ClaimedEvent[], epochs: ReadonlyMap<number, number>): Promise<BatchReport> {

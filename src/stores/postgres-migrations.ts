@@ -122,6 +122,35 @@ RETURNS SETOF ${t} LANGUAGE sql STABLE SET jit = off AS $claim$
 $claim$;`;
     },
   },
+  {
+    version: 3,
+    name: 'claim skips the events a relay has in flight',
+    // The relay claims its next batch while it publishes and settles the current one, so the
+    // claim must skip the current batch's rows (still pending until that settle commits). They
+    // come per partition: `skip` holds their seqs grouped by partition, and partition i's
+    // group is skip[skip_from[i]:skip_to[i]] (empty when from > to), a handful of values each,
+    // so the check costs a few comparisons per row instead of one per event in flight.
+    sql: (schema, table) => {
+      const t = `${q(schema)}.${q(table)}`;
+      const claim = `${q(schema)}.${q(`${table}_claim`)}`;
+      return `
+DROP FUNCTION ${claim}(int[], int[], int);
+CREATE FUNCTION ${claim}(partitions int[], quotas int[], batch int, skip bigint[], skip_from int[], skip_to int[])
+RETURNS SETOF ${t} LANGUAGE sql STABLE SET jit = off AS $claim$
+  SELECT c.* FROM unnest(partitions, quotas, skip_from, skip_to) AS p(n, quota, skip_from, skip_to)
+  CROSS JOIN LATERAL (SELECT skip[p.skip_from:p.skip_to] AS seqs) AS s
+  CROSS JOIN LATERAL (
+    SELECT o.* FROM ${t} o
+    WHERE o.status = 'pending' AND o."partition" = p.n AND o.available_at <= now()
+      AND o.seq <> ALL (s.seqs)
+      AND NOT EXISTS (SELECT 1 FROM ${t} b
+        WHERE ((b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)) OR b.parked)
+          AND b.key = o.key AND b.seq < o.seq AND (b.parked OR b.available_at > now()) OFFSET 0)
+    ORDER BY o.seq LIMIT p.quota) c
+  ORDER BY c.seq LIMIT batch
+$claim$;`;
+    },
+  },
 ];
 
 /** The newest schema version this code knows. */

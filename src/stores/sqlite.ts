@@ -9,6 +9,7 @@ import type {
   EventRecord,
   EventStatus,
   Fence,
+  InFlight,
   LeaseRecord,
   ListFilter,
   Membership,
@@ -165,6 +166,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   const claimSql = `SELECT ${COLUMNS} FROM ${t} AS o
     WHERE o.status = 'pending' AND o.available_at <= @now
       AND o.partition IN (SELECT value FROM json_each(@partitions))
+      AND o.seq NOT IN (SELECT value FROM json_each(@inFlight))
       AND NOT EXISTS (SELECT 1 FROM ${t} AS b
         WHERE ((b.status = 'pending' AND (b.attempts > 0 OR b.available_at > b.created_at)) OR b.parked)
           AND b.key = o.key AND b.seq < o.seq AND (b.parked OR b.available_at > @now))
@@ -183,7 +185,8 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
 
   return {
     dialect: 'sqlite',
-    capabilities: { listenNotify: false },
+    // Calls run one at a time on one connection: claiming ahead would only add work.
+    capabilities: { listenNotify: false, claimAhead: false },
 
     insert(events: readonly PreparedEvent[]): Statement {
       const rows = events.map((e) => [
@@ -254,15 +257,22 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       }
     },
 
-    async claim(partitions: readonly number[], limit: number): Promise<ClaimedEvent[]> {
+    async claim(
+      partitions: readonly number[],
+      limit: number,
+      inFlight: readonly InFlight[] = [],
+    ): Promise<ClaimedEvent[]> {
       if (limit <= 0 || partitions.length === 0) return [];
       const conn = await open();
       // A connection shared with the application sees the application's uncommitted rows while a
       // transaction is open on it: claim nothing then, the next poll comes soon enough.
       if (conn.inTransaction) return [];
-      const rows = conn
-        .prepare(claimSql)
-        .all({ now: Date.now(), limit, partitions: JSON.stringify(partitions) }) as Row[];
+      const rows = conn.prepare(claimSql).all({
+        now: Date.now(),
+        limit,
+        partitions: JSON.stringify(partitions),
+        inFlight: JSON.stringify(inFlight.map((e) => e.seq)),
+      }) as Row[];
       return rows.map(toClaimed);
     },
 

@@ -11,6 +11,7 @@ import { OutboxError } from '../../src/core/errors.js';
 import type { Fence, PreparedEvent, Statement, Store } from '../../src/core/ports.js';
 import { fromPg } from '../../src/executors/pg.js';
 import { channelName, type PostgresStoreOptions, postgresStore } from '../../src/stores/postgres.js';
+import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from '../../src/stores/postgres-migrations.js';
 import { PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
 
 const skip = await pgSkip();
@@ -165,17 +166,15 @@ describe.skipIf(skip)('postgresStore (real PostgreSQL)', () => {
     try {
       const results = await Promise.all(stores.map((s) => s.migrate()));
       expect(results.filter((r) => r.applied.length > 0)).toHaveLength(1);
-      for (const r of results) expect(r.to).toBe(2);
+      for (const r of results) expect(r.to).toBe(POSTGRES_SCHEMA_VERSION);
       const { rows } = await pool.query(
         `SELECT version, name FROM "${schema}"."${table}_migrations" ORDER BY version`,
       );
-      expect(rows).toEqual([
-        { version: 1, name: 'create outbox, leases' },
-        { version: 2, name: 'partition leases, relays, parked dead letters' },
-      ]);
+      expect(rows).toEqual(POSTGRES_MIGRATIONS.map(({ version, name }) => ({ version, name })));
       const leases = await pool.query(`SELECT count(*)::int AS n FROM "${schema}"."${table}_leases"`);
       expect(leases.rows).toEqual([{ n: 64 }]);
-      expect(await stores[0]!.migrate()).toEqual({ from: 2, to: 2, applied: [] });
+      const latest = POSTGRES_SCHEMA_VERSION;
+      expect(await stores[0]!.migrate()).toEqual({ from: latest, to: latest, applied: [] });
       await stores[0]!.checkSchema();
     } finally {
       await Promise.all(stores.map((s) => s.close()));
@@ -189,6 +188,7 @@ describe.skipIf(skip)('postgresStore (real PostgreSQL)', () => {
       expect((await store.migrate()).applied).toEqual([
         '1 create outbox, leases',
         '2 partition leases, relays, parked dead letters',
+        '3 claim skips the events a relay has in flight',
       ]);
       await store.checkSchema();
     } finally {
