@@ -26,8 +26,11 @@ import type {
   SyncExecutor,
 } from './core/ports.js';
 import { type RouteConfig, Router } from './core/routes.js';
+import { amqpPublisher } from './publishers/amqp.js';
 import { httpPublisher } from './publishers/http.js';
+import { mqttPublisher } from './publishers/mqtt.js';
 import { natsPublisher } from './publishers/nats.js';
+import { redisPublisher } from './publishers/redis.js';
 import { Relay, type RelayOptions } from './relay/relay.js';
 import { postgresStore } from './stores/postgres.js';
 import { sqliteStore } from './stores/sqlite.js';
@@ -121,15 +124,21 @@ export function storeFromUrl(config: string | DatabaseConfig): Store {
   );
 }
 
-/** A publisher from a URL: `nats://…` (JetStream) or `http(s)://…` (webhook), its options checked. */
+/**
+ * A publisher from a URL, its options checked: `nats://` (JetStream), `http(s)://` (webhook),
+ * `redis(s)://` (Redis Streams), `mqtt(s)://` (MQTT) or `amqp(s)://` (RabbitMQ).
+ */
 export function publisherFromUrl(config: string | PublisherConfig, where = 'publisher'): Publisher {
   const options = typeof config === 'string' ? { url: config } : config;
   const kind = kindOfUrl(options.url);
   if (kind === 'nats') return natsPublisher(parseConfig(publisherSchemas.nats, options, where));
   if (kind === 'http') return httpPublisher(parseConfig(publisherSchemas.http, options, where));
+  if (kind === 'redis') return redisPublisher(parseConfig(publisherSchemas.redis, options, where));
+  if (kind === 'mqtt') return mqttPublisher(parseConfig(publisherSchemas.mqtt, options, where));
+  if (kind === 'amqp') return amqpPublisher(parseConfig(publisherSchemas.amqp, options, where));
   throw new OutboxError(
     'UNSUPPORTED_URL',
-    `broker URL "${options.url}" is not supported (use nats://… or http(s)://…)`,
+    `broker URL "${options.url}" is not supported (use nats://, http(s)://, redis(s)://, mqtt(s):// or amqp(s)://…)`,
   );
 }
 

@@ -66,9 +66,10 @@ export function common(command: Command, { broker = false } = {}): Command {
     );
   if (broker) {
     command.addOption(
-      new Option('--broker <url>', 'one broker for every event: nats://… or http(s)://…').env(
-        'OUTBOX_BROKER_URL',
-      ),
+      new Option(
+        '--broker <url>',
+        'one broker for every event: nats://, http(s)://, redis(s)://, mqtt(s)://, amqp(s)://…',
+      ).env('OUTBOX_BROKER_URL'),
     );
   }
   return command;

@@ -35,6 +35,7 @@ const publisherCommon = {
   url: z.string().min(1),
   source: z.string().min(1).optional(),
   timeoutMs: positiveInt().optional(),
+  mode: z.enum(['binary', 'structured']).optional(),
 };
 
 /** Options per publisher kind: strict, so a misspelt `secret` is an error, not an unsigned webhook. */
@@ -46,6 +47,14 @@ export const publisherSchemas = {
     headers: z.record(z.string(), z.string()).optional(),
     concurrency: positiveInt().optional(),
   }),
+  redis: z.strictObject({ ...publisherCommon, maxLen: positiveInt().optional() }),
+  mqtt: z.strictObject({
+    ...publisherCommon,
+    qos: z.union([z.literal(1), z.literal(2)]).optional(),
+    protocolVersion: z.union([z.literal(4), z.literal(5)]).optional(),
+    clientId: z.string().min(1).optional(),
+  }),
+  amqp: z.strictObject(publisherCommon),
 } as const;
 
 /** A publisher given by URL, with its options; checked against its kind's schema by createOutbox(). */

@@ -48,11 +48,14 @@ export function grammarFor(kind: string): DestinationGrammar {
   return GRAMMARS[kind] ?? genericGrammar;
 }
 
-/** The publisher kind a URL names: `nats://` → 'nats', `https://` → 'http'. */
+/** The publisher kind a URL names: `nats://` → 'nats', `https://` → 'http', `amqp://` → 'amqp', … */
 export function kindOfUrl(url: string): string | undefined {
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
   if (scheme === 'nats' || scheme === 'tls') return 'nats';
   if (scheme === 'http' || scheme === 'https') return 'http';
+  if (scheme === 'redis' || scheme === 'rediss') return 'redis';
+  if (scheme === 'mqtt' || scheme === 'mqtts') return 'mqtt';
+  if (scheme === 'amqp' || scheme === 'amqps') return 'amqp';
   if (scheme === 'memory') return 'memory';
   return undefined;
 }

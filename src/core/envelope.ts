@@ -7,6 +7,7 @@
  * in an event's own headers, so an event can never forge its id, type or signature.
  */
 
+import { OutboxError } from './errors.js';
 import type { OutboundMessage } from './ports.js';
 
 /** The CloudEvents spec version we emit. */
@@ -15,20 +16,49 @@ export const CLOUDEVENTS_SPEC_VERSION = '1.0';
 /** The payload is stored as JSON text, so its content type is always JSON. */
 export const PAYLOAD_CONTENT_TYPE = 'application/json';
 
-/** Header names publishers set themselves (lower case); an event's own headers may not use them. */
+/** The content type of a CloudEvents structured-mode message (one JSON document). */
+export const STRUCTURED_CONTENT_TYPE = 'application/cloudevents+json';
+
+/**
+ * How a publisher sends the CloudEvents attributes: `binary` (the default) puts them in the
+ * message's headers (or properties) next to the untouched payload; `structured` sends one JSON
+ * document holding the attributes and the payload as `data`.
+ */
+export type CloudEventsMode = 'binary' | 'structured';
+
+/** Throws INVALID_CONFIG unless `mode` is a CloudEvents content mode (`who` names the publisher). */
+export function assertCloudEventsMode(mode: unknown, who: string): asserts mode is CloudEventsMode {
+  if (mode !== 'binary' && mode !== 'structured')
+    throw new OutboxError('INVALID_CONFIG', `${who} \`mode\` must be 'binary' or 'structured'`, {
+      details: { key: 'mode', value: mode },
+    });
+}
+
+/**
+ * Header names publishers set themselves (lower case); an event's own headers may not use them.
+ * `data` is the payload's field in a Redis Streams entry.
+ */
 export const RESERVED_HEADER_NAMES: readonly string[] = Object.freeze([
   'content-type',
   'nats-msg-id',
   'idempotency-key',
+  'data',
 ]);
 
 /**
  * Header name prefixes publishers own (lower case): `ce-` (CloudEvents, HTTP and NATS bindings),
- * `ce_` (CloudEvents Kafka binding), `webhook-` (Standard Webhooks signature) and `nats-`
- * (JetStream's control headers: a user `Nats-Rollup` or `Nats-Expected-*` header would purge a
+ * `ce_` (CloudEvents Kafka binding), `cloudevents:` and `cloudevents_` (CloudEvents AMQP binding),
+ * `webhook-` (Standard Webhooks signature) and `nats-` (JetStream's control headers: a user `Nats-Rollup` or `Nats-Expected-*` header would purge a
  * stream or make every publish of the event fail).
  */
-export const RESERVED_HEADER_PREFIXES: readonly string[] = Object.freeze(['ce-', 'ce_', 'webhook-', 'nats-']);
+export const RESERVED_HEADER_PREFIXES: readonly string[] = Object.freeze([
+  'ce-',
+  'ce_',
+  'cloudevents:',
+  'cloudevents_',
+  'webhook-',
+  'nats-',
+]);
 
 /**
  * True when `name` is a header the publishers write themselves (case-insensitive).
@@ -67,4 +97,43 @@ export function cloudEventAttributes(message: OutboundMessage, source: string): 
     if (!isReservedHeader(name)) attributes[name] = value;
   }
   return attributes;
+}
+
+/**
+ * The CloudEvents 1.0 attributes of a message by their spec names (`specversion`, `id`, `type`,
+ * `source`, `subject`, `time`, `partitionkey`, `datacontenttype`): what a binding maps to its own
+ * header names (`ce-id` over HTTP and NATS, `ce_id` over Kafka, `cloudEvents:id` over AMQP, `id`
+ * as an MQTT 5 user property).
+ */
+export function cloudEventContext(message: OutboundMessage, source: string): Record<string, string> {
+  return {
+    specversion: CLOUDEVENTS_SPEC_VERSION,
+    id: message.id,
+    type: message.type,
+    source,
+    subject: message.aggregateId ?? message.key,
+    time: message.createdAt.toISOString(),
+    partitionkey: message.key,
+    datacontenttype: PAYLOAD_CONTENT_TYPE,
+  };
+}
+
+/**
+ * A structured-mode CloudEvent: one JSON document with the attributes and the payload as `data`
+ * (embedded as it was stored, not re-serialised). The event's own headers are not in it: a
+ * publisher sends them as transport headers where the broker has them.
+ * @example
+ * JSON.parse(structuredCloudEvent(message, 'orders')).data // the payload
+ */
+export function structuredCloudEvent(message: OutboundMessage, source: string): string {
+  const context = JSON.stringify(cloudEventContext(message, source));
+  return `${context.slice(0, -1)},"data":${message.payload}}`;
+}
+
+/** The event's own headers (never a reserved name, even for a row written around add()). */
+export function eventHeaders(message: OutboundMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(message.headers))
+    if (!isReservedHeader(name)) headers[name] = value;
+  return headers;
 }

@@ -10,7 +10,15 @@
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { httpGrammar } from '../core/destination.js';
-import { cloudEventAttributes, isReservedHeader } from '../core/envelope.js';
+import {
+  assertCloudEventsMode,
+  type CloudEventsMode,
+  cloudEventAttributes,
+  eventHeaders,
+  isReservedHeader,
+  STRUCTURED_CONTENT_TYPE,
+  structuredCloudEvent,
+} from '../core/envelope.js';
 import { describeError, OutboxError, PermanentError, PublishError } from '../core/errors.js';
 import type { OutboundMessage, Publisher, PublishResult } from '../core/ports.js';
 
@@ -27,13 +35,19 @@ export interface HttpPublisherOptions {
   source?: string;
   /** Requests in flight at once within one publish() call. */
   concurrency?: number;
+  /**
+   * CloudEvents content mode: 'binary' (default: attributes as `ce-*` headers, the payload as the
+   * body) or 'structured' (the body is one `application/cloudevents+json` document).
+   */
+  mode?: CloudEventsMode;
 }
 
 export const HTTP_PUBLISHER_DEFAULTS = Object.freeze({
   timeoutMs: 10_000,
   source: 'outbox',
   concurrency: 32,
-});
+  mode: 'binary',
+} as const);
 
 const SNIPPET_CHARS = 200;
 /** Bodies up to this size are read to the end so the socket goes back to the pool; bigger ones are cancelled. */
@@ -82,7 +96,7 @@ async function deliver(config: Config, m: OutboundMessage): Promise<PublishResul
     response = await fetch(target, {
       method: 'POST',
       headers,
-      body: m.payload,
+      body: bodyOf(config, m),
       redirect: 'manual',
       signal: AbortSignal.timeout(config.timeoutMs),
     });
@@ -118,10 +132,20 @@ async function resultOf(response: Response, where: string): Promise<PublishResul
   return failed(new PublishError(text, { details, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) }));
 }
 
+function bodyOf(config: Config, m: OutboundMessage): string {
+  return config.mode === 'structured' ? structuredCloudEvent(m, config.source) : m.payload;
+}
+
 function requestHeaders(config: Config, m: OutboundMessage): Headers {
   const headers = new Headers();
-  for (const [name, value] of Object.entries(cloudEventAttributes(m, config.source)))
-    headers.set(name, name.startsWith('ce-') ? percentEncode(value) : value);
+  if (config.mode === 'structured') {
+    // The attributes travel in the body; only the event's own headers stay headers.
+    headers.set('content-type', STRUCTURED_CONTENT_TYPE);
+    for (const [name, value] of Object.entries(eventHeaders(m))) headers.set(name, value);
+  } else {
+    for (const [name, value] of Object.entries(cloudEventAttributes(m, config.source)))
+      headers.set(name, name.startsWith('ce-') ? percentEncode(value) : value);
+  }
   // Static headers last among the free names: an operator's Authorization beats an event's header.
   for (const [name, value] of Object.entries(config.headers)) headers.set(name, value);
   headers.set('idempotency-key', m.id);
@@ -129,7 +153,7 @@ function requestHeaders(config: Config, m: OutboundMessage): Headers {
     const timestamp = String(Math.floor(Date.now() / 1000));
     headers.set('webhook-id', m.id);
     headers.set('webhook-timestamp', timestamp);
-    headers.set('webhook-signature', `v1,${sign(config.key, m.id, timestamp, m.payload)}`);
+    headers.set('webhook-signature', `v1,${sign(config.key, m.id, timestamp, bodyOf(config, m))}`);
   }
   return headers;
 }
@@ -223,7 +247,9 @@ function resolveOptions(options: HttpPublisherOptions): Config {
     timeoutMs = HTTP_PUBLISHER_DEFAULTS.timeoutMs,
     source = HTTP_PUBLISHER_DEFAULTS.source,
     concurrency = HTTP_PUBLISHER_DEFAULTS.concurrency,
+    mode = HTTP_PUBLISHER_DEFAULTS.mode,
   } = options;
+  assertCloudEventsMode(mode, 'httpPublisher');
   let parsed: URL;
   try {
     parsed = new URL(String(url).replaceAll(DESTINATION, 'destination'));
@@ -249,7 +275,7 @@ function resolveOptions(options: HttpPublisherOptions): Config {
     if (!Number.isInteger(value) || value <= 0) throw invalid(key, 'must be a positive integer');
   if (typeof source !== 'string' || source === '') throw invalid('source', 'must be a non-empty string');
   const key = secret === undefined ? undefined : secretKey(secret);
-  return { url, key, headers: { ...headers }, timeoutMs, source, concurrency };
+  return { url, key, headers: { ...headers }, timeoutMs, source, concurrency, mode };
 }
 
 export interface VerifyWebhookOptions {

@@ -11,7 +11,14 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { MsgHdrs, NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
 import { kindOfUrl, natsGrammar } from '../core/destination.js';
-import { cloudEventAttributes } from '../core/envelope.js';
+import {
+  assertCloudEventsMode,
+  type CloudEventsMode,
+  cloudEventAttributes,
+  eventHeaders,
+  STRUCTURED_CONTENT_TYPE,
+  structuredCloudEvent,
+} from '../core/envelope.js';
 import { describeError, OutboxError, PermanentError, PublishError } from '../core/errors.js';
 import type { OutboundMessage, Publisher, PublishResult } from '../core/ports.js';
 
@@ -24,6 +31,11 @@ export interface NatsPublisherOptions {
   source?: string;
   /** How long to wait for the stream's ack before counting the publish as failed (retryable). */
   timeoutMs?: number;
+  /**
+   * CloudEvents content mode: 'binary' (default: attributes as `ce-*` headers, the payload as the
+   * data) or 'structured' (the data is one `application/cloudevents+json` document).
+   */
+  mode?: CloudEventsMode;
 }
 
 /** A Publisher whose close() always exists (it drains the connection it created, if any). */
@@ -31,7 +43,11 @@ export interface NatsPublisher extends Publisher {
   close(): Promise<void>;
 }
 
-export const NATS_PUBLISHER_DEFAULTS = Object.freeze({ source: 'outbox', timeoutMs: 5000 });
+export const NATS_PUBLISHER_DEFAULTS = Object.freeze({
+  source: 'outbox',
+  timeoutMs: 5000,
+  mode: 'binary',
+} as const);
 
 interface Session {
   readonly nc: NatsConnection;
@@ -61,6 +77,8 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
     });
   const source = options.source ?? NATS_PUBLISHER_DEFAULTS.source;
   const timeoutMs = options.timeoutMs ?? NATS_PUBLISHER_DEFAULTS.timeoutMs;
+  const mode = options.mode ?? NATS_PUBLISHER_DEFAULTS.mode;
+  assertCloudEventsMode(mode, 'natsPublisher');
   if (typeof source !== 'string' || source === '')
     throw new OutboxError('INVALID_CONFIG', 'natsPublisher `source` must be a non-empty string', {
       details: { key: 'source' },
@@ -125,7 +143,7 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
         return messages.map(() => ({ ok: false, error }));
       }
       // Distinct keys in one call (the relay's contract), so no order to keep between them.
-      return Promise.all(messages.map((m) => publishOne(s, m, source, timeoutMs)));
+      return Promise.all(messages.map((m) => publishOne(s, m, { source, timeoutMs, mode })));
     },
     async close(): Promise<void> {
       closed = true;
@@ -140,11 +158,22 @@ export function natsPublisher(options: NatsPublisherOptions): NatsPublisher {
   };
 }
 
-async function publishOne(s: Session, m: OutboundMessage, source: string, timeoutMs: number) {
+interface PublishSettings {
+  readonly source: string;
+  readonly timeoutMs: number;
+  readonly mode: CloudEventsMode;
+}
+
+async function publishOne(s: Session, m: OutboundMessage, { source, timeoutMs, mode }: PublishSettings) {
   let headers: MsgHdrs;
   try {
     headers = s.headers();
-    for (const [name, value] of Object.entries(cloudEventAttributes(m, source))) headers.set(name, value);
+    const structured = mode === 'structured';
+    // Structured mode: the attributes travel in the document; only the event's own headers stay.
+    const fields = structured
+      ? { 'content-type': STRUCTURED_CONTENT_TYPE, ...eventHeaders(m) }
+      : cloudEventAttributes(m, source);
+    for (const [name, value] of Object.entries(fields)) headers.set(name, value);
   } catch (cause) {
     // A header name NATS cannot carry: the same event will fail the same way on every attempt.
     const error = new PermanentError(`event headers cannot be sent over NATS: ${describeError(cause)}`, {
@@ -155,7 +184,8 @@ async function publishOne(s: Session, m: OutboundMessage, source: string, timeou
   try {
     // An ack with `duplicate: true` means the stream already holds this id (an earlier attempt's ack
     // was lost): delivered, exactly once in the stream.
-    await s.js.publish(m.destination, encoder.encode(m.payload), {
+    const data = mode === 'structured' ? structuredCloudEvent(m, source) : m.payload;
+    await s.js.publish(m.destination, encoder.encode(data), {
       msgID: m.id,
       headers,
       timeout: timeoutMs,
