@@ -132,6 +132,9 @@ export class PartitionLeases {
   /** Gives every lease back and unregisters, so the other relays take over at once. */
   async releaseAll(): Promise<void> {
     this.#stopTimer();
+    // A take or heartbeat the timer started may still be running: one that ended after the
+    // release would take partitions back and leave them held by a relay that is gone.
+    await Promise.allSettled([this.#acquiring, this.#heartbeating]);
     const released = [...this.#held].map(([partition, h]) => ({ partition, epoch: h.epoch }));
     this.#held.clear();
     this.#share = Number.POSITIVE_INFINITY;

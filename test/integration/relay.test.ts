@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromBetterSqlite3 } from '../../src/executors/better-sqlite3.js';
 import { fromPg } from '../../src/executors/pg.js';
 import { createOutbox, OutboxError, PermanentError, silentLogger } from '../../src/index.js';
+import { PartitionLeases } from '../../src/relay/lease.js';
 import { postgresStore } from '../../src/stores/postgres.js';
 import { memoryPublisher } from '../../src/testing/index.js';
 import { PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
@@ -291,6 +292,45 @@ describe.skipIf(skip)('relay on PostgreSQL', () => {
       );
     } finally {
       await outbox.close();
+    }
+  });
+
+  it('releasing every lease waits for a take still in flight (else the take would win afterwards)', async () => {
+    const store = postgresStore({ pool, schema, table: uniqueName('outbox') });
+    // Takes answer 300 ms late: the release below starts while one is in flight.
+    const slow = new Proxy(store, {
+      get(target, property) {
+        if (property === 'acquireLeases') {
+          return async (...args: Parameters<typeof store.acquireLeases>) => {
+            await new Promise((r) => setTimeout(r, 300));
+            return target.acquireLeases(...args);
+          };
+        }
+        const value = Reflect.get(target, property);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    await store.migrate();
+    const leases = new PartitionLeases({
+      store: slow,
+      owner: 'leaving-relay',
+      ttlMs: 10_000,
+      acquireEveryMs: 100,
+      log: silentLogger,
+      logFields: {},
+      onChange: () => {},
+    });
+    try {
+      const taking = leases.maintain(true);
+      await new Promise((r) => setTimeout(r, 100)); // the heartbeat is done, the take is in flight
+      await leases.releaseAll();
+      await taking;
+      expect(
+        (await store.leases()).filter((l) => l.owner === 'leaving-relay' && l.expiresAt !== null),
+      ).toEqual([]);
+    } finally {
+      await leases.releaseAll();
+      await store.close();
     }
   });
 
