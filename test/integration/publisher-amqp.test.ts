@@ -20,28 +20,16 @@ import type { BatchReport } from '../../src/relay/relay.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import { describePublisher } from '../conformance/publisher.suite.js';
 import { AMQP_URL, type AmqpHarness, amqpHarness, createAmqpHarness } from '../helpers/brokers/amqp.js';
+import { outboundMessage } from '../helpers/brokers/messages.js';
 import { expectOutboxError } from '../helpers/expect-error.js';
 
 describePublisher('rabbitmq (amqp 0-9-1)', amqpHarness);
 
 const WAIT_MS = 10_000;
-let seq = 0;
-
+/** The shared test message, with one more header of the event's own. */
 function message(destination: string, over: Partial<OutboundMessage> = {}): OutboundMessage {
-  seq += 1;
-  return {
-    id: `0190c2d6-7d2a-7c4e-9a1b-${String(seq).padStart(12, '0')}`,
-    key: `order:${seq}`,
-    type: 'order.created',
-    destination,
-    aggregateType: 'order',
-    aggregateId: String(seq),
-    payload: JSON.stringify({ n: seq, text: 'grüße' }),
-    headers: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tenant: 'acme' },
-    createdAt: new Date('2025-01-02T03:04:05.678Z'),
-    attempt: 1,
-    ...over,
-  };
+  const base = outboundMessage(destination);
+  return { ...base, headers: { ...base.headers, tenant: 'acme' }, ...over };
 }
 
 function failure(result: PublishResult | undefined): PublishError {

@@ -14,12 +14,13 @@ import Database from 'better-sqlite3';
 import { connect, connectAsync } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PermanentError, PublishError } from '../../src/core/errors.js';
-import type { OutboundMessage, PublishResult } from '../../src/core/ports.js';
+import type { PublishResult } from '../../src/core/ports.js';
 import { fromBetterSqlite3 } from '../../src/executors/better-sqlite3.js';
 import { createOutbox, silentLogger } from '../../src/index.js';
 import { MQTT_PUBLISHER_DEFAULTS, mqttGrammar, mqttPublisher } from '../../src/publishers/mqtt.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import { describePublisher } from '../conformance/publisher.suite.js';
+import { outboundMessage } from '../helpers/brokers/messages.js';
 import { MQTT_URL, mqttHarness, mqttTopic, startMqttConsumer } from '../helpers/brokers/mqtt.js';
 import { expectOutboxError } from '../helpers/expect-error.js';
 import { serviceSkipReason } from '../helpers/services.js';
@@ -28,24 +29,7 @@ describePublisher('mqtt (mosquitto)', mqttHarness);
 
 const MOSQUITTO = process.env.OUTBOX_TEST_MOSQUITTO ?? '/usr/sbin/mosquitto';
 const WAIT_MS = 10_000;
-let seq = 0;
-
-function message(destination: string, over: Partial<OutboundMessage> = {}): OutboundMessage {
-  seq += 1;
-  return {
-    id: `0190c2d6-7d2a-7c4e-9a1b-${String(seq).padStart(12, '0')}`,
-    key: `order:${seq}`,
-    type: 'order.created',
-    destination,
-    aggregateType: 'order',
-    aggregateId: String(seq),
-    payload: JSON.stringify({ n: seq, text: 'grüße' }),
-    headers: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' },
-    createdAt: new Date('2025-01-02T03:04:05.678Z'),
-    attempt: 1,
-    ...over,
-  };
-}
+const message = outboundMessage;
 
 function failure(result: PublishResult | undefined): PublishError {
   expect(result?.ok).toBe(false);

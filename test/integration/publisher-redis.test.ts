@@ -20,6 +20,7 @@ import { createOutbox, silentLogger } from '../../src/index.js';
 import { type RedisPublisherOptions, redisPublisher } from '../../src/publishers/redis.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import { describePublisher } from '../conformance/publisher.suite.js';
+import { outboundMessage } from '../helpers/brokers/messages.js';
 import { decodeEntry, REDIS_URL, redisHarness, redisSkip, testClient } from '../helpers/brokers/redis.js';
 import { expectOutboxError } from '../helpers/expect-error.js';
 import { uniqueName } from '../helpers/services.js';
@@ -32,24 +33,7 @@ const hasRedisServer = await new Promise<boolean>((resolve) => {
   probe.once('error', () => resolve(false));
   probe.once('exit', (code) => resolve(code === 0));
 });
-let seq = 0;
-
-function message(destination: string, over: Partial<OutboundMessage> = {}): OutboundMessage {
-  seq += 1;
-  return {
-    id: `0190c2d6-7d2a-7c4e-9a1b-${String(seq).padStart(12, '0')}`,
-    key: `order:${seq}`,
-    type: 'order.created',
-    destination,
-    aggregateType: 'order',
-    aggregateId: String(seq),
-    payload: JSON.stringify({ n: seq, text: 'grüße' }),
-    headers: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' },
-    createdAt: new Date('2025-01-02T03:04:05.678Z'),
-    attempt: 1,
-    ...over,
-  };
-}
+const message = outboundMessage;
 
 /** Every entry of a stream, oldest first (none when the key does not exist). */
 async function entriesOf(client: Awaited<ReturnType<typeof testClient>>, key: string) {
