@@ -191,12 +191,6 @@ export interface ListFilter {
 export interface StoreCapabilities {
   /** The store can wake the relay when a transaction that added events commits. */
   readonly listenNotify: boolean;
-  /**
-   * A claim can run while the previous batch's settle does (on another connection), so the relay
-   * claims its next batch while it publishes the current one. False for a store whose calls run
-   * one at a time anyway (SQLite): there it would only add work.
-   */
-  readonly claimAhead: boolean;
 }
 
 /** An event claimed and not settled yet: where a claim finds it, to leave it out. */
@@ -225,7 +219,7 @@ export interface Store {
    * every event whose key has an earlier event holding it back: one that is pending but not due
    * (retrying or delayed), or a parked dead letter. A failing event holds back its own key only.
    * `inFlight`: events this relay claimed and has not settled yet, never returned again (the
-   * relay claims its next batch while it publishes the current one).
+   * relay claims again while earlier events are being published and settled).
    */
   claim(
     partitions: readonly number[],

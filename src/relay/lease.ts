@@ -10,8 +10,9 @@
  * Cadence: a heartbeat (register, renew, count relays) every TTL/3 and an attempt to take free
  * partitions every poll interval, both from a timer, so they also happen while a batch is in
  * flight: a partition a stopping relay gives back is re-owned within about one poll interval
- * (a partition taken mid-batch is only claimed from at the next batch). Extras are given back
- * between batches only, so no partition changes hands with events in flight.
+ * (a partition taken mid-batch is only claimed from at the next claim). Extras are given back
+ * from the relay's loop only, after `beforeGiveBack` (the relay stops publishing them and settles
+ * what it published), so no partition changes hands with outcomes unwritten.
  */
 import { performance } from 'node:perf_hooks';
 import { describeError } from '../core/errors.js';
@@ -42,7 +43,10 @@ export class PartitionLeases {
   readonly #log: Logger;
   readonly #logFields: Record<string, unknown>;
   readonly #onChange: (event: LeaseEvent) => void;
+  readonly #beforeGiveBack: (partitions: readonly number[]) => Promise<void>;
   readonly #held = new Map<number, Held>();
+  /** Being given back: a heartbeat that read the database before the release must not adopt them again. */
+  readonly #releasing = new Set<number>();
   /** Fair share from the last heartbeat; Infinity until the first one. */
   #share = Number.POSITIVE_INFINITY;
   #partitions = 0;
@@ -60,6 +64,8 @@ export class PartitionLeases {
     log: Logger;
     logFields: Record<string, unknown>;
     onChange: (event: LeaseEvent) => void;
+    /** Awaited before extras are given back (not before releaseAll: the relay has stopped then). */
+    beforeGiveBack?: (partitions: readonly number[]) => Promise<void>;
   }) {
     this.#store = options.store;
     this.#owner = options.owner;
@@ -68,6 +74,7 @@ export class PartitionLeases {
     this.#log = options.log;
     this.#logFields = options.logFields;
     this.#onChange = options.onChange;
+    this.#beforeGiveBack = options.beforeGiveBack ?? (() => Promise.resolve());
   }
 
   get owner(): string {
@@ -109,7 +116,8 @@ export class PartitionLeases {
     if (extra > 0) {
       // Highest partitions first: relays converge on stable, disjoint sets.
       const giveBack = [...this.#held.keys()].sort((a, b) => b - a).slice(0, extra);
-      await this.#release(giveBack);
+      await this.#beforeGiveBack(giveBack);
+      await this.#release(giveBack.filter((p) => this.#held.has(p)));
     } else if (eager || now - this.#lastAcquire >= this.#acquireEveryMs) {
       await this.#acquire();
     }
@@ -182,7 +190,7 @@ export class PartitionLeases {
     // Leases the database says are ours and we did not know of (a take whose answer was lost)
     // are adopted; the relay trusts the database, not its memory.
     const adopted = membership.held.filter(
-      (l) => !this.#held.has(l.partition) && !lost.includes(l.partition),
+      (l) => !this.#held.has(l.partition) && !lost.includes(l.partition) && !this.#releasing.has(l.partition),
     );
     for (const lease of adopted) {
       this.#held.set(lease.partition, { epoch: lease.epoch, trustedUntil: this.#trustEnd(startedAt) });
@@ -225,15 +233,25 @@ export class PartitionLeases {
   }
 
   async #release(partitions: readonly number[]): Promise<void> {
+    if (partitions.length === 0) return;
     const released = partitions.map((partition) => ({ partition, epoch: this.#held.get(partition)!.epoch }));
-    for (const p of partitions) this.#held.delete(p);
+    for (const p of partitions) {
+      this.#held.delete(p);
+      this.#releasing.add(p);
+    }
     this.#log.info('leases given back', {
       ...this.#logFields,
       partitions,
       share: this.#share,
       of: this.#partitions,
     });
-    await this.#store.releaseLeases(this.#owner, partitions);
+    try {
+      // A heartbeat already under way may have read these as ours: wait for it before they can be adopted.
+      await this.#store.releaseLeases(this.#owner, partitions);
+      await Promise.allSettled([this.#heartbeating]);
+    } finally {
+      for (const p of partitions) this.#releasing.delete(p);
+    }
     this.#announce('released', released);
   }
 

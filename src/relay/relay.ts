@@ -1,51 +1,47 @@
 /**
  * The relay: moves committed events from the outbox table to the brokers.
  *
- *   ┌──────────────────┐ partitions ┌───────┐ events ┌─────────────────────┐        ┌────────┐
- *   │ heartbeat, take  │───────────▶│ claim │───────▶│ publish, key rounds │───────▶│ settle │──┐
- *   │ or give back     │◀─┐         └───────┘        └─────────────────────┘        └────────┘  │
- *   │ partition leases │  │             │ none due                                              │
- *   └──────────────────┘  │             ▼                                                       │
- *                         └──── sleep 1, 2, 4 … ms up to pollIntervalMs (a wake-up cuts it) ◀─┘
- *                                              (no sleep while claims return events)
+ *   ┌──────────────────┐ partitions ┌───────┐ events ┌──────────────────────┐ outcomes ┌────────┐
+ *   │ heartbeat, take  │───────────▶│ claim │───────▶│ key lanes → publish  │─────────▶│ settle │
+ *   │ or give back     │            └───────┘        │ queues per destination│         └────────┘
+ *   │ partition leases │                ▲            └──────────────────────┘              │
+ *   └──────────────────┘                └──── when fewer than a batch are in flight ◀──────┘
+ *                        none due: sleep 1, 2, 4 … ms up to pollIntervalMs (a wake-up cuts it)
  *
  * - Relays share the outbox through partition leases (lease.ts): partition = key hash mod P, each
  *   worked by one relay at a time, each relay holding its fair share. Every settle is fenced by
- *   the epochs of the leases the batch was claimed under, and before each round the relay checks
- *   that it still trusts each event's lease: a relay that lost a partition publishes nothing more
- *   of it and writes nothing for it.
+ *   the epochs of the leases its events were claimed under, and right before each publish the
+ *   relay checks that it still trusts the event's lease: a relay that lost a partition publishes
+ *   nothing more of it and writes nothing for it.
  * - Claim is by status: due pending events of owned partitions in insertion order, minus any key
- *   held back by an earlier event that is retrying, delayed or parked. Nothing is marked at claim,
- *   so a relay that dies leaves its events pending: the next owner publishes them again.
- * - Where the store allows it (PostgreSQL), the next batch is claimed while the current one is
- *   published and settled. That claim leaves out the events in flight, and the keys the current
- *   batch did not finish (a failure, a skip) are dropped from it: they wait for what the settle
- *   records.
- * - A batch is published in rounds: round r holds the r-th event of every key, so a key's next
- *   event goes out only after its previous one was delivered; keys are concurrent. A failure
- *   stops its key for this batch (later events of that key stay pending, untouched).
- * - Outcomes are settled in one statement: delivered → deleted (or kept, with retention);
- *   failed → attempts+1 and the next attempt after exponential backoff with full jitter;
- *   out of attempts, or a PermanentError → dead-lettered with its attempt history, and with policy
- *   'park' for its destination the dead letter keeps holding its key back until an operator acts.
- * - stop(): finishes the round in flight, settles it, gives every lease back and resolves.
+ *   held back by an earlier event that is retrying, delayed or parked, minus the events this relay
+ *   has in flight. Nothing is marked at claim, so a relay that dies leaves its events pending: the
+ *   next owner publishes them again. The relay claims again whenever fewer than a batch of events
+ *   are in flight, so claiming, publishing and settling overlap.
+ * - The relay is a stream, not a sequence of batches: each key is a lane that publishes its events
+ *   one after another, the next as soon as the previous one is delivered; keys are concurrent, and
+ *   events of one destination are sent together (dispatch.ts), so a slow or failing destination
+ *   holds back only its own keys. A failure ends its key's lane: the key's later events stay
+ *   pending, and claims that started before the failure was settled are not trusted for that key
+ *   (the settle is what holds a retrying key back).
+ * - Outcomes are settled as they come, many per statement (while one settle runs, the next
+ *   gathers): delivered → deleted (or kept, with retention); failed → attempts+1 and the next
+ *   attempt after exponential backoff with full jitter; out of attempts, or a PermanentError →
+ *   dead-lettered with its attempt history, and with policy 'park' for its destination the dead
+ *   letter keeps holding its key back until an operator acts. A settle that fails is retried.
+ * - stop(): sends nothing more, waits for the publishes in flight, settles them, gives every lease
+ *   back and resolves.
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { type BackoffOptions, backoffDelayMs, DEFAULT_BACKOFF } from '../core/backoff.js';
 import { describeError, OutboxError, PublishError } from '../core/errors.js';
 import { failpoint } from '../core/failpoints.js';
 import { uuidv7 } from '../core/ids.js';
-import type {
-  AttemptRecord,
-  ClaimedEvent,
-  FailedAttempt,
-  OutboundMessage,
-  Publisher,
-  PublishResult,
-  Store,
-} from '../core/ports.js';
+import type { AttemptRecord, ClaimedEvent, FailedAttempt, Publisher, Store } from '../core/ports.js';
 import { globToRegExp, type Router } from '../core/routes.js';
+import { Dispatcher, type Flight } from './dispatch.js';
 import { type LeaseEvent, PartitionLeases } from './lease.js';
 import { consoleLogger, type Logger } from './logger.js';
 
@@ -133,26 +129,6 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
  * Resolves to what `promise` gives, or to `onTimeout()` after `ms`, whichever comes first; an
  * `onTimeout` that throws rejects.
  */
-/** A claimed batch with the lease epoch of each partition it was claimed under. */
-interface Claimed {
-  readonly batch: readonly ClaimedEvent[];
-  readonly epochs: ReadonlyMap<number, number>;
-  /** Events the store returned (some may since have been left out). */
-  readonly found: number;
-}
-
-/**
- * The batch claimed ahead, once the batch before it is done: without the keys that batch did not
- * finish (a failure, a skip, a fenced settle). Their later events must wait for what the settle
- * recorded (a retry holds the key back), so they are left pending for a later claim.
- */
-function afterBatch(next: Claimed, batch: readonly ClaimedEvent[], report: BatchReport): Claimed {
-  const done = new Set(report.published.map((e) => e.id));
-  const unfinished = new Set(batch.filter((e) => !done.has(e.id)).map((e) => e.key));
-  if (unfinished.size === 0) return next;
-  return { ...next, batch: next.batch.filter((e) => !unfinished.has(e.key)) };
-}
-
 async function settleWithin<T>(promise: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<T>((resolve, reject) => {
@@ -192,10 +168,38 @@ function deadLetterPolicy(option: RelayOptions['onDeadLetter']): (destination: s
   return (destination) => rules.find((r) => r.match.test(destination))?.policy ?? 'continue';
 }
 
+/** A claim's events, with the epoch of each partition it ran under and the settle generation it started at. */
+interface Claimed {
+  readonly batch: readonly ClaimedEvent[];
+  readonly epochs: ReadonlyMap<number, number>;
+  readonly generation: number;
+}
+
+/** A failed attempt waiting for its settle. */
+interface Failure {
+  readonly flight: Flight;
+  readonly attempt: FailedAttempt;
+  readonly dead: boolean;
+}
+
+/** Outcomes not settled yet, and what happened since the last report. */
+interface Unsettled {
+  published: Flight[];
+  failed: Failure[];
+  skipped: ClaimedEvent[];
+  claimed: number;
+}
+
+const nothingUnsettled = (): Unsettled => ({ published: [], failed: [], skipped: [], claimed: 0 });
+
+/** publish() calls in flight at once per destination (dispatch.ts). */
+const CALLS_PER_DESTINATION = 2;
+
 /**
  * The relay. Create it with `outbox.relay(options)`; `start()` runs it in the background,
  * `stop()` shuts it down gracefully; `runOnce()` processes one batch (tests, cron jobs).
- * Events: 'batch' (BatchReport), 'error' (Error, also logged), 'lease' (LeaseEvent), 'stopped'.
+ * Events: 'batch' (BatchReport, one per settle), 'error' (Error, also logged), 'lease'
+ * (LeaseEvent), 'stopped'.
  */
 export class Relay extends EventEmitter {
   readonly id: string;
@@ -206,11 +210,38 @@ export class Relay extends EventEmitter {
   readonly #policy: (destination: string) => DeadLetterPolicy;
   readonly #log: Logger;
   readonly #leases: PartitionLeases;
+  readonly #dispatcher: Dispatcher;
   #running: Promise<void> | undefined;
   #stopping = false;
+  /** Set when the loop ends: from then on nothing more is sent (runOnce() is not affected by stop()). */
+  #halting = false;
   #wakePending = false;
   #wake: (() => void) | undefined;
   #unlisten: (() => Promise<void>) | undefined;
+
+  /** Claimed and not settled yet, by id: what claims leave out. */
+  readonly #flights = new Map<string, Flight>();
+  /** Per key, the events waiting for their turn; the first one is being published. */
+  readonly #lanes = new Map<string, ClaimedEvent[]>();
+  /** Lanes running, and who waits for none to run. */
+  #activeLanes = 0;
+  #onQuiet: (() => void)[] = [];
+  /**
+   * Keys whose lane ended in a failure, with the settle generation that recorded it (Infinity
+   * until then): a claim started before that settle may return the key's later events although
+   * the failure holds them back, so they are dropped from such claims.
+   */
+  readonly #blocked = new Map<string, number>();
+  /** Settles committed so far. */
+  #generation = 0;
+  #unsettled = nothingUnsettled();
+  #settling: Promise<void> | undefined;
+  #settleRetry: NodeJS.Timeout | undefined;
+  #settleErrorSleep = ERROR_SLEEP_MIN_MS;
+  /** Partitions about to be given back: nothing more of them is sent or taken from claims. */
+  readonly #leaving = new Set<number>();
+  /** Who waits for the next settle or lane end. */
+  #onProgress: (() => void)[] = [];
 
   constructor(deps: RelayDependencies, options: RelayOptions = {}) {
     super();
@@ -242,6 +273,17 @@ export class Relay extends EventEmitter {
       log: this.#log,
       logFields: { relay: this.id },
       onChange: (event: LeaseEvent) => this.emit('lease', event),
+      beforeGiveBack: (partitions) => this.#letGo(partitions),
+    });
+    this.#dispatcher = new Dispatcher({
+      publishers: deps.publishers,
+      router: deps.router,
+      callsPerDestination: CALLS_PER_DESTINATION,
+      publishTimeoutMs: this.#o.publishTimeoutMs,
+      mayPublish: (f) =>
+        !this.#halting &&
+        !this.#leaving.has(f.event.partition) &&
+        this.#leases.trusts(f.event.partition, f.epoch),
     });
   }
 
@@ -253,8 +295,9 @@ export class Relay extends EventEmitter {
   /** Starts the loop in the background (idempotent). Errors go to the logger and 'error' events. */
   async start(): Promise<void> {
     if (this.#running && !this.#stopping) return;
-    await this.#running; // a loop that a timed-out stop() left finishing its round
+    await this.#running; // a loop that a timed-out stop() left finishing its publishes
     this.#stopping = false;
+    this.#halting = false;
     await this.#deps.store.checkSchema();
     if (this.#deps.store.listen && this.#deps.store.capabilities.listenNotify) {
       const listener = await this.#deps.store.listen(() => this.wake());
@@ -272,7 +315,7 @@ export class Relay extends EventEmitter {
     this.#wake?.();
   }
 
-  /** Finishes the round in flight, settles it, gives the leases back. Safe to call twice. */
+  /** Sends nothing more, waits for the publishes in flight, settles them, gives the leases back. Safe to call twice. */
   async stop(): Promise<void> {
     this.#stopping = true;
     this.wake();
@@ -287,10 +330,10 @@ export class Relay extends EventEmitter {
         () => false,
       );
       if (!finished) {
-        // A round is still publishing. The loop keeps its leases (heartbeating) so that no other
+        // A publish is still in flight. The loop keeps its leases (heartbeating) so that no other
         // relay publishes the same keys meanwhile, and gives them back the moment it ends.
         this.#log.warn(
-          'relay.stop timed out waiting for the batch in flight; the leases are released when it ends',
+          'relay.stop timed out waiting for the publishes in flight; the leases are released when they end',
           { relay: this.id },
         );
         void running.finally(() => this.#leases.releaseAll());
@@ -310,7 +353,10 @@ export class Relay extends EventEmitter {
     this.emit('stopped');
   }
 
-  /** Takes this relay's share of partitions if needed, then claims, publishes and settles one batch. */
+  /**
+   * Takes this relay's share of partitions if needed, then claims one batch, publishes it and
+   * settles it. Not for a relay that was started: the loop does this itself.
+   */
   async runOnce(): Promise<BatchReport> {
     await this.#leases.maintain(true);
     const partitions = this.#leases.owned();
@@ -320,7 +366,26 @@ export class Relay extends EventEmitter {
         'other relays hold every partition of the outbox; theirs are released when they stop, or expire',
       );
     }
-    return this.#claimAndProcess(partitions);
+    const claimed = await this.#claim(partitions);
+    const reports: BatchReport[] = [];
+    const collect = (report: BatchReport) => reports.push(report);
+    this.on('batch', collect);
+    try {
+      this.#enqueue(claimed);
+      await this.#quiet();
+      await this.#settleAll(true);
+    } finally {
+      this.off('batch', collect);
+    }
+    return {
+      claimed: claimed.batch.length,
+      published: reports.flatMap((r) => r.published),
+      retried: reports.flatMap((r) => r.retried),
+      dead: reports.flatMap((r) => r.dead),
+      settled: reports.every((r) => r.settled),
+      fenced: reports.flatMap((r) => r.fenced),
+      skipped: reports.flatMap((r) => r.skipped),
+    };
   }
 
   /** Runs batches until none is due; returns totals. For tests and one-shot jobs. */
@@ -342,8 +407,6 @@ export class Relay extends EventEmitter {
   async #loop(): Promise<void> {
     let errorSleep = ERROR_SLEEP_MIN_MS;
     let idleSleep = IDLE_SLEEP_MIN_MS;
-    // The next batch, claimed while the current one is published and settled.
-    let ahead: Promise<Claimed | { error: unknown }> | undefined;
     while (!this.#stopping) {
       try {
         await this.#leases.maintain();
@@ -355,18 +418,14 @@ export class Relay extends EventEmitter {
           await this.#sleep(this.#o.pollIntervalMs, false);
           continue;
         }
-        const claimed = ahead ? await this.#takeAhead(ahead) : await this.#claim(partitions);
-        ahead = undefined;
-        if (claimed.batch.length > 0) {
-          if (this.#deps.store.capabilities.claimAhead) {
-            ahead = this.#claim(partitions, claimed.batch).catch((error: unknown) => ({ error }));
-          }
-          const report = await this.#process(claimed.batch, claimed.epochs);
-          if (ahead)
-            ahead = ahead.then((next) => ('error' in next ? next : afterBatch(next, claimed.batch, report)));
+        if (this.#flights.size >= this.#o.batchSize) {
+          // A batch and more in flight: the next settle wakes the loop.
+          await this.#sleep(this.#o.pollIntervalMs);
+          continue;
         }
+        const taken = this.#enqueue(await this.#claim(partitions));
         errorSleep = ERROR_SLEEP_MIN_MS;
-        if (claimed.found > 0) {
+        if (taken > 0) {
           idleSleep = IDLE_SLEEP_MIN_MS;
         } else {
           // Adaptive polling: right after traffic the next event is likely soon.
@@ -374,16 +433,20 @@ export class Relay extends EventEmitter {
           idleSleep = Math.min(idleSleep * 2, this.#o.pollIntervalMs);
         }
       } catch (error) {
-        // A batch that did not finish leaves its keys' order unknown to the claim ahead: drop it.
-        ahead = undefined;
-        this.#log.error('relay loop failed; retrying', { relay: this.id, error: describeError(error) });
-        // EventEmitter throws an 'error' nobody listens to: that must not end the loop.
-        if (this.listenerCount('error') > 0) this.emit('error', error);
+        this.#loopFailed(error);
         await this.#sleep(errorSleep);
         errorSleep = Math.min(errorSleep * 2, ERROR_SLEEP_MAX_MS);
       }
     }
-    await ahead; // its events stay pending; the query must not outlive the loop
+    this.#halting = true;
+    await this.#quiet();
+    await this.#settleAll(false);
+  }
+
+  #loopFailed(error: unknown): void {
+    this.#log.error('relay loop failed; retrying', { relay: this.id, error: describeError(error) });
+    // EventEmitter throws an 'error' nobody listens to: that must not end the loop.
+    if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 
   /** Sleeps up to `ms`, waking early for stop() and, when `wakeable`, for wake() (also one already pending). */
@@ -406,103 +469,217 @@ export class Relay extends EventEmitter {
     });
   }
 
-  /** Claims a batch of `partitions` and processes it (an empty batch reports nothing). */
-  async #claimAndProcess(partitions: readonly number[]): Promise<BatchReport> {
-    const { batch, epochs } = await this.#claim(partitions);
-    if (batch.length === 0) {
-      return { claimed: 0, published: [], retried: [], dead: [], settled: true, fenced: [], skipped: [] };
-    }
-    return this.#process(batch, epochs);
-  }
-
-  /** Claims a batch of `partitions`, leaving out `inFlight` (the batch being published). */
-  async #claim(partitions: readonly number[], inFlight: readonly ClaimedEvent[] = []): Promise<Claimed> {
-    // The epoch each partition is claimed under: the fence of this batch's settle.
+  /** Claims up to a batch of `partitions`' events, leaving out the events in flight. */
+  async #claim(partitions: readonly number[]): Promise<Claimed> {
+    // The epoch each partition is claimed under: the fence of its events' settle.
     const epochs = new Map<number, number>();
     for (const partition of partitions) epochs.set(partition, this.#leases.epochOf(partition)!);
+    const generation = this.#generation;
+    const inFlight = [...this.#flights.values()].map((f) => f.event);
     const batch = await this.#deps.store.claim(partitions, this.#o.batchSize, inFlight);
-    return { batch, epochs, found: batch.length };
+    await failpoint('relay.after-claim');
+    return { batch, epochs, generation };
+  }
+
+  /** Puts a claim's events in their keys' lanes; returns how many it took. */
+  #enqueue(claimed: Claimed): number {
+    let taken = 0;
+    for (const event of claimed.batch) {
+      const blockedUntil = this.#blocked.get(event.key);
+      if (blockedUntil !== undefined && claimed.generation < blockedUntil) continue;
+      const epoch = claimed.epochs.get(event.partition)!;
+      // Given back or lost since the claim began: its next owner publishes it.
+      if (!this.#leases.trusts(event.partition, epoch) || this.#leaving.has(event.partition)) continue;
+      if (this.#flights.has(event.id)) continue;
+      this.#flights.set(event.id, { event, epoch });
+      taken++;
+      const lane = this.#lanes.get(event.key);
+      if (lane) {
+        lane.push(event);
+      } else {
+        const fresh = [event];
+        this.#lanes.set(event.key, fresh);
+        void this.#runLane(event.key, fresh);
+      }
+    }
+    this.#unsettled.claimed += taken;
+    // Later claims start at this generation or after: what blocks only earlier ones is done.
+    for (const [key, until] of this.#blocked) if (until <= this.#generation) this.#blocked.delete(key);
+    return taken;
+  }
+
+  /** Publishes a key's events one after another until its lane is empty, a failure, or stop(). */
+  async #runLane(key: string, lane: ClaimedEvent[]): Promise<void> {
+    this.#activeLanes++;
+    try {
+      while (lane.length > 0) {
+        const flight = this.#flights.get(lane[0]!.id)!;
+        const outcome = await this.#dispatcher.send(flight);
+        if (outcome.kind === 'published') {
+          lane.shift();
+          this.#unsettled.published.push(flight);
+          this.#settleSoon();
+          continue;
+        }
+        if (outcome.kind === 'failed') {
+          lane.shift();
+          const { attempt, deadLetter } = this.#failure(flight.event, outcome.error);
+          this.#unsettled.failed.push({ flight, attempt, dead: deadLetter });
+          this.#blocked.set(key, Number.POSITIVE_INFINITY);
+          this.#settleSoon();
+        } else {
+          this.#unsettled.skipped.push(...lane);
+        }
+        // The rest of the key stays pending, untouched, for a later claim.
+        for (const event of lane) this.#flights.delete(event.id);
+        lane.length = 0;
+      }
+    } finally {
+      this.#lanes.delete(key);
+      if (--this.#activeLanes === 0) for (const resolve of this.#onQuiet.splice(0)) resolve();
+      this.#progressed();
+    }
+  }
+
+  #progressed(): void {
+    for (const resolve of this.#onProgress.splice(0)) resolve();
   }
 
   /**
-   * The batch claimed ahead, without the events of partitions given back or lost since (their
-   * next owner publishes them).
+   * Before partitions are given back: sends nothing more of them and waits until what was sent
+   * is settled, so their next owner does not publish it again. Gives up after half a lease TTL
+   * (a settle that keeps failing): then the next owner does publish those events again.
    */
-  async #takeAhead(ahead: Promise<Claimed | { error: unknown }>): Promise<Claimed> {
-    const claimed = await ahead;
-    if ('error' in claimed) throw claimed.error;
-    const batch = claimed.batch.filter((e) =>
-      this.#leases.trusts(e.partition, claimed.epochs.get(e.partition)!),
-    );
-    return { ...claimed, batch };
+  async #letGo(partitions: readonly number[]): Promise<void> {
+    for (const p of partitions) this.#leaving.add(p);
+    const deadline = performance.now() + this.#o.leaseTtlMs / 2;
+    try {
+      const inFlight = () => [...this.#flights.values()].some((f) => this.#leaving.has(f.event.partition));
+      while (inFlight() && performance.now() < deadline) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 50);
+          this.#onProgress.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+    } finally {
+      for (const p of partitions) this.#leaving.delete(p);
+    }
   }
 
-  async #process(batch: readonly ClaimedEvent[], epochs: ReadonlyMap<number, number>): Promise<BatchReport> {
-    await failpoint('relay.after-claim');
-    const lanes = new Map<string, ClaimedEvent[]>();
-    for (const event of batch) {
-      const lane = lanes.get(event.key);
-      if (lane) lane.push(event);
-      else lanes.set(event.key, [event]);
-    }
-    const published: ClaimedEvent[] = [];
-    const retried: FailedAttempt[] = [];
-    const dead: FailedAttempt[] = [];
-    const skipped: ClaimedEvent[] = [];
-    let round = [...lanes.values()].map((lane) => lane[0]!);
-    for (let r = 1; round.length > 0; r++) {
-      await failpoint('relay.before-publish');
-      // Checked before every round, right before the publish: a partition whose lease can no
-      // longer be trusted is left alone from here on (its next owner publishes what remains).
-      const trusted: ClaimedEvent[] = [];
-      for (const event of round) {
-        const epoch = epochs.get(event.partition);
-        if (epoch !== undefined && this.#leases.trusts(event.partition, epoch)) trusted.push(event);
-        else skipped.push(...lanes.get(event.key)!.slice(r - 1));
-      }
-      if (trusted.length === 0) break;
-      const results = await this.#publishRound(trusted);
-      const next: ClaimedEvent[] = [];
-      trusted.forEach((event, i) => {
-        const result = results[i]!;
-        if (result.ok) {
-          published.push(event);
-          const following = lanes.get(event.key)![r];
-          if (following) next.push(following);
-        } else {
-          const { attempt, deadLetter } = this.#failure(event, result.error);
-          (deadLetter ? dead : retried).push(attempt);
-        }
+  /** Resolves when no lane runs (every event claimed has an outcome). */
+  #quiet(): Promise<void> {
+    if (this.#activeLanes === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#onQuiet.push(resolve));
+  }
+
+  /** Starts a settle of what is unsettled, unless one is running (it starts the next when it ends). */
+  #settleSoon(): void {
+    if (this.#settling || this.#settleRetry) return;
+    const settling = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.#settle())
+      .catch((error: unknown) => {
+        this.#loopFailed(error);
+        this.#settleRetry = setTimeout(() => {
+          this.#settleRetry = undefined;
+          this.#settleSoon();
+        }, this.#settleErrorSleep).unref();
+        this.#settleErrorSleep = Math.min(this.#settleErrorSleep * 2, ERROR_SLEEP_MAX_MS);
+      })
+      .finally(() => {
+        this.#settling = undefined;
+        if (this.#hasUnsettled()) this.#settleSoon();
       });
-      if (this.#stopping) break; // shutting down: settle what is done
-      round = next;
+    this.#settling = settling;
+  }
+
+  #hasUnsettled(): boolean {
+    const u = this.#unsettled;
+    return u.published.length > 0 || u.failed.length > 0 || u.skipped.length > 0;
+  }
+
+  /**
+   * Settles everything unsettled, after the settle in flight. `retry`: a failing settle throws
+   * (runOnce) rather than being given up on (the loop's last settle at stop: the events stay
+   * pending and their next owner publishes them again).
+   */
+  async #settleAll(retry: boolean): Promise<void> {
+    clearTimeout(this.#settleRetry);
+    this.#settleRetry = undefined;
+    while (this.#settling) await this.#settling;
+    clearTimeout(this.#settleRetry);
+    this.#settleRetry = undefined;
+    if (!this.#hasUnsettled()) return;
+    try {
+      await this.#settle();
+    } catch (error) {
+      if (retry) throw error;
+      this.#log.warn('the last settle failed; its events stay pending and are published again', {
+        relay: this.id,
+        error: describeError(error),
+      });
     }
-    await failpoint('relay.after-publish');
-    const byId = new Map(batch.map((e) => [e.id, e]));
-    const attempted = [...published, ...[...retried, ...dead].map((f) => byId.get(f.id)!)];
+  }
+
+  /** Writes the outcomes gathered so far in one statement, fenced by their leases' epochs. */
+  async #settle(): Promise<void> {
+    const taken = this.#unsettled;
+    this.#unsettled = nothingUnsettled();
+    const attempted = [...taken.published, ...taken.failed.map((f) => f.flight)];
+    // Outcomes claimed under a lease this relay no longer holds at that epoch (a settle that was
+    // retried across a lost lease) are not written: their events are published again in order.
+    const current = (f: Flight) => this.#leases.epochOf(f.event.partition) === f.epoch;
+    const written = new Set(attempted.filter(current));
+    const fence = new Map<number, number>();
+    for (const f of written) fence.set(f.event.partition, f.epoch);
     let fencedOut = new Set<number>();
-    if (attempted.length > 0) {
-      const partitions = new Set(attempted.map((e) => e.partition));
-      const result = await this.#deps.store.settle(
-        { published: published.map((e) => e.id), retry: retried, dead },
-        {
-          owner: this.#leases.owner,
-          leases: [...partitions].map((partition) => ({ partition, epoch: epochs.get(partition)! })),
-        },
-      );
-      fencedOut = new Set(result.fenced);
+    if (fence.size > 0) {
+      try {
+        await failpoint('relay.after-publish');
+        const result = await this.#deps.store.settle(
+          {
+            published: taken.published.filter((f) => written.has(f)).map((f) => f.event.id),
+            retry: taken.failed.filter((f) => !f.dead && written.has(f.flight)).map((f) => f.attempt),
+            dead: taken.failed.filter((f) => f.dead && written.has(f.flight)).map((f) => f.attempt),
+          },
+          {
+            owner: this.#leases.owner,
+            leases: [...fence].map(([partition, epoch]) => ({ partition, epoch })),
+          },
+        );
+        fencedOut = new Set(result.fenced);
+      } catch (error) {
+        // Nothing was written: the outcomes wait for the next settle, their events stay in flight.
+        this.#unsettled = {
+          published: [...taken.published, ...this.#unsettled.published],
+          failed: [...taken.failed, ...this.#unsettled.failed],
+          skipped: [...taken.skipped, ...this.#unsettled.skipped],
+          claimed: taken.claimed + this.#unsettled.claimed,
+        };
+        throw error;
+      }
+      this.#settleErrorSleep = ERROR_SLEEP_MIN_MS;
       if (fencedOut.size > 0) this.#leases.lose([...fencedOut], 'settle fenced: another relay took over');
     }
+    if (attempted.length > 0) this.#generation++;
+    const recorded = (f: Flight) => written.has(f) && !fencedOut.has(f.event.partition);
+    for (const f of attempted) this.#flights.delete(f.event.id);
+    for (const { flight } of taken.failed) {
+      // Written: claims from now on see the key held back (or, dead and 'continue', moving on).
+      // Not written: the event is pending as before and publishes again in order.
+      this.#blocked.set(flight.event.key, this.#generation);
+    }
     await failpoint('relay.after-settle');
-    const recorded = (id: string) => !fencedOut.has(byId.get(id)!.partition);
     const report: BatchReport = {
-      claimed: batch.length,
-      published: published.filter((e) => recorded(e.id)),
-      retried: retried.filter((f) => recorded(f.id)),
-      dead: dead.filter((f) => recorded(f.id)),
-      settled: fencedOut.size === 0,
-      fenced: attempted.filter((e) => fencedOut.has(e.partition)),
-      skipped,
+      claimed: taken.claimed,
+      published: taken.published.filter(recorded).map((f) => f.event),
+      retried: taken.failed.filter((f) => !f.dead && recorded(f.flight)).map((f) => f.attempt),
+      dead: taken.failed.filter((f) => f.dead && recorded(f.flight)).map((f) => f.attempt),
+      settled: attempted.every(recorded),
+      fenced: attempted.filter((f) => !recorded(f)).map((f) => f.event),
+      skipped: taken.skipped,
     };
     for (const d of report.dead) {
       this.#log.warn('event dead-lettered', {
@@ -519,66 +696,9 @@ export class Relay extends EventEmitter {
         partitions: [...fencedOut],
       });
     }
+    this.wake(); // room in flight: the loop may claim again
+    this.#progressed();
     this.emit('batch', report);
-    return report;
-  }
-
-  /** Publishes events with distinct keys, grouped by publisher; one result per event, in order. */
-  async #publishRound(round: readonly ClaimedEvent[]): Promise<PublishResult[]> {
-    const results: PublishResult[] = new Array(round.length);
-    const groups = new Map<Publisher, { indexes: number[]; messages: OutboundMessage[] }>();
-    round.forEach((event, i) => {
-      const name = this.#deps.router.publisherFor(event.type, event.aggregateType);
-      const publisher = name === undefined ? undefined : this.#deps.publishers.get(name);
-      if (!publisher) {
-        const why =
-          name === undefined
-            ? `no route takes type "${event.type}"`
-            : `publisher "${name}" is not configured`;
-        results[i] = { ok: false, error: new OutboxError('PUBLISHER_NOT_FOUND', why) };
-        return;
-      }
-      let group = groups.get(publisher);
-      if (!group) {
-        group = { indexes: [], messages: [] };
-        groups.set(publisher, group);
-      }
-      group.indexes.push(i);
-      group.messages.push({
-        id: event.id,
-        key: event.key,
-        type: event.type,
-        destination: event.destination,
-        aggregateType: event.aggregateType,
-        aggregateId: event.aggregateId,
-        payload: event.payload,
-        headers: event.headers,
-        createdAt: event.createdAt,
-        attempt: event.attempts + 1,
-      });
-    });
-    await Promise.all(
-      [...groups].map(async ([publisher, { indexes, messages }]) => {
-        let outcome: PublishResult[];
-        try {
-          // A backstop: a publish() that never settles must not hold every key forever.
-          const limit = this.#o.publishTimeoutMs;
-          outcome = await settleWithin(publisher.publish(messages), limit, () => {
-            throw new PublishError(`publisher "${publisher.kind}" did not answer within ${limit} ms`);
-          });
-          if (outcome.length !== messages.length)
-            throw new Error(
-              `publisher "${publisher.kind}" returned ${outcome.length} results for ${messages.length} messages`,
-            );
-        } catch (error) {
-          outcome = messages.map(() => ({ ok: false, error }));
-        }
-        indexes.forEach((index, j) => {
-          results[index] = outcome[j]!;
-        });
-      }),
-    );
-    return results;
   }
 
   /** The failed attempt to record, and whether it dead-letters the event (permanent, or out of attempts). */

@@ -173,7 +173,7 @@ class PostgresStore implements Store {
     private readonly settings: Settings,
     private readonly userPool: PgPoolLike | undefined,
   ) {
-    this.capabilities = Object.freeze({ listenNotify: settings.notify, claimAhead: true });
+    this.capabilities = Object.freeze({ listenNotify: settings.notify });
     this.channel = channelName(settings.schema, settings.table);
     this.sql = buildSql(settings.schema, settings.table, settings);
     if (userPool) this.poolPromise = Promise.resolve(userPool);

@@ -186,7 +186,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   return {
     dialect: 'sqlite',
     // Calls run one at a time on one connection: claiming ahead would only add work.
-    capabilities: { listenNotify: false, claimAhead: false },
+    capabilities: { listenNotify: false },
 
     insert(events: readonly PreparedEvent[]): Statement {
       const rows = events.map((e) => [
