@@ -334,6 +334,60 @@ describe.skipIf(skip)('relay on PostgreSQL', () => {
     }
   });
 
+  it('a heartbeat that read the leases before a give-back does not adopt the given-back partitions again', async () => {
+    const store = postgresStore({ pool, schema, table: uniqueName('outbox') });
+    await store.migrate();
+    let slowHeartbeats = false;
+    let givenBack = false;
+    const adoptedAfterGiveBack: number[] = [];
+    // While the give-back is under way, heartbeats read the database at once and answer 300 ms late.
+    const slow = new Proxy(store, {
+      get(target, property) {
+        if (property === 'heartbeat') {
+          return async (...args: Parameters<typeof store.heartbeat>) => {
+            const delayed = slowHeartbeats;
+            const membership = await target.heartbeat(...args);
+            if (delayed) await new Promise((r) => setTimeout(r, 300));
+            return membership;
+          };
+        }
+        const value = Reflect.get(target, property);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const leases = new PartitionLeases({
+      store: slow,
+      owner: 'giving-relay',
+      ttlMs: 600, // a background heartbeat every 200 ms
+      acquireEveryMs: 100,
+      log: silentLogger,
+      logFields: {},
+      onChange: (event) => {
+        if (event.change === 'released') givenBack = true;
+        else if (event.change === 'acquired' && givenBack) adoptedAfterGiveBack.push(...event.partitions);
+      },
+      // Long enough for a background heartbeat to start (and read all 64 as ours) meanwhile.
+      beforeGiveBack: async () => {
+        slowHeartbeats = true;
+        await new Promise((r) => setTimeout(r, 250));
+      },
+    });
+    try {
+      await leases.maintain(true);
+      expect(leases.owned()).toHaveLength(64);
+      await store.heartbeat('newcomer', 60_000); // a second live relay: the share drops to 32
+      await leases.maintain(true); // heartbeat (share 32), then the give-back of 32
+      slowHeartbeats = false;
+      expect(adoptedAfterGiveBack).toEqual([]);
+      const held = (await store.leases()).filter((l) => l.owner === 'giving-relay' && l.expiresAt !== null);
+      expect(leases.owned()).toHaveLength(32);
+      expect(held.map((l) => l.partition).sort((a, b) => a - b)).toEqual(leases.owned());
+    } finally {
+      await leases.releaseAll();
+      await store.close();
+    }
+  });
+
   it('relays split the partitions into fair shares; a stopping relay gives its partitions back, re-owned within a poll interval', async () => {
     const outbox = createOutbox({
       database: postgresStore({ pool, schema, table: uniqueName('outbox') }),
