@@ -1,7 +1,10 @@
 /**
  * Publish queues, one per destination of each publisher. Events bound for one destination go out
- * together in one publish() call, a few calls at a time; a destination never waits for another,
- * so a slow or failing broker (or topic) holds back only its own events.
+ * together: what was handed over in one turn of the event loop becomes one publish() call, and
+ * calls overlap up to a window of messages in flight per destination (so, as acks come back one
+ * by one, the keys they free go out in the next calls without waiting for the slowest ack of a
+ * big call). A destination never waits for another, so a slow or failing broker (or topic) holds
+ * back only its own events.
  *
  * The relay hands over one event per key at a time (the key's next event only after this one's
  * outcome), so two events of a key are never in calls at once and per-key order holds however
@@ -30,8 +33,8 @@ const SKIPPED: Outcome = Object.freeze({ kind: 'skipped' });
 export interface DispatcherOptions {
   readonly publishers: ReadonlyMap<string, Publisher>;
   readonly router: Router;
-  /** publish() calls in flight at once per destination. */
-  readonly callsPerDestination: number;
+  /** Messages in publish() calls at once per destination. */
+  readonly windowPerDestination: number;
   /** A backstop for a publish() that never settles: its messages fail after this. */
   readonly publishTimeoutMs: number;
   /** Asked right before each send: false leaves the event unsent (skipped). */
@@ -46,7 +49,8 @@ interface Waiting {
 interface Queue {
   readonly publisher: Publisher;
   readonly waiting: Waiting[];
-  calls: number;
+  /** Messages in calls not answered yet. */
+  sending: number;
   scheduled: boolean;
 }
 
@@ -71,7 +75,7 @@ export class Dispatcher {
     const id = `${name}\u0000${event.destination}`;
     let queue = this.#queues.get(id);
     if (!queue) {
-      queue = { publisher, waiting: [], calls: 0, scheduled: false };
+      queue = { publisher, waiting: [], sending: 0, scheduled: false };
       this.#queues.set(id, queue);
     }
     const q = queue;
@@ -83,13 +87,13 @@ export class Dispatcher {
 
   /**
    * Starts a call for what waits, once the events handed over in this turn of the event loop
-   * have joined it, unless the destination already has its calls in flight (then the next call
-   * starts when one of them ends, with everything that waited meanwhile).
+   * have joined it, unless the destination's window is full (then the next call starts when one
+   * ends, with everything that waited meanwhile).
    */
   #schedule(id: string, q: Queue): void {
-    if (q.scheduled || q.calls >= this.#o.callsPerDestination) return;
+    if (q.scheduled || q.sending >= this.#o.windowPerDestination) return;
     if (q.waiting.length === 0) {
-      if (q.calls === 0) this.#queues.delete(id);
+      if (q.sending === 0) this.#queues.delete(id);
       return;
     }
     q.scheduled = true;
@@ -100,8 +104,8 @@ export class Dispatcher {
   }
 
   async #call(id: string, q: Queue): Promise<void> {
-    q.calls++;
-    const taken = q.waiting.splice(0);
+    const taken = q.waiting.splice(0, this.#o.windowPerDestination - q.sending);
+    q.sending += taken.length;
     try {
       try {
         await failpoint('relay.before-publish');
@@ -125,7 +129,7 @@ export class Dispatcher {
         w.resolve(result.ok ? PUBLISHED : { kind: 'failed', error: result.error });
       });
     } finally {
-      q.calls--;
+      q.sending -= taken.length;
       this.#schedule(id, q);
     }
   }

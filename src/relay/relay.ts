@@ -192,8 +192,8 @@ interface Unsettled {
 
 const nothingUnsettled = (): Unsettled => ({ published: [], failed: [], skipped: [], claimed: 0 });
 
-/** publish() calls in flight at once per destination (dispatch.ts). */
-const CALLS_PER_DESTINATION = 2;
+/** Messages in flight at once per destination (dispatch.ts). */
+const WINDOW_PER_DESTINATION = 500;
 
 /**
  * The relay. Create it with `outbox.relay(options)`; `start()` runs it in the background,
@@ -278,7 +278,7 @@ export class Relay extends EventEmitter {
     this.#dispatcher = new Dispatcher({
       publishers: deps.publishers,
       router: deps.router,
-      callsPerDestination: CALLS_PER_DESTINATION,
+      windowPerDestination: WINDOW_PER_DESTINATION,
       publishTimeoutMs: this.#o.publishTimeoutMs,
       mayPublish: (f) =>
         !this.#halting &&
