@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Starts every service the tests use that is not already answering on its port, waits until
 # each answers, and installs the Debian tools the tests need. Idempotent; never stops anything.
-# Required services (this repository's tests fail without them under CI=true): PostgreSQL, NATS.
+# Required services (this repository's tests fail without them under CI=true): PostgreSQL, NATS,
+# Redis, RabbitMQ, Mosquitto.
 # The others are started when down, but failing to start them is only a warning.
 set -euo pipefail
 
 WAIT_SECONDS="${OUTBOX_SERVICE_WAIT_SECONDS:-60}"
-REQUIRED=(postgres nats)
-# Debian packages the tests need (kcat, chromium, … come with later issues).
-DEBIAN_TOOLS=()
+REQUIRED=(postgres nats redis rabbitmq mosquitto)
+# Debian packages the tests need: kcat runs librdkafka's mock Kafka cluster (chromium comes later).
+DEBIAN_TOOLS=(kcat)
 
 port_answers() {
   timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null

@@ -28,6 +28,7 @@ import type {
 import { type RouteConfig, Router } from './core/routes.js';
 import { amqpPublisher } from './publishers/amqp.js';
 import { httpPublisher } from './publishers/http.js';
+import { kafkaPublisher } from './publishers/kafka.js';
 import { mqttPublisher } from './publishers/mqtt.js';
 import { natsPublisher } from './publishers/nats.js';
 import { redisPublisher } from './publishers/redis.js';
@@ -126,7 +127,8 @@ export function storeFromUrl(config: string | DatabaseConfig): Store {
 
 /**
  * A publisher from a URL, its options checked: `nats://` (JetStream), `http(s)://` (webhook),
- * `redis(s)://` (Redis Streams), `mqtt(s)://` (MQTT) or `amqp(s)://` (RabbitMQ).
+ * `redis(s)://` (Redis Streams), `mqtt(s)://` (MQTT), `amqp(s)://` (RabbitMQ) or
+ * `kafka(+ssl)://` (Kafka).
  */
 export function publisherFromUrl(config: string | PublisherConfig, where = 'publisher'): Publisher {
   const options = typeof config === 'string' ? { url: config } : config;
@@ -136,9 +138,10 @@ export function publisherFromUrl(config: string | PublisherConfig, where = 'publ
   if (kind === 'redis') return redisPublisher(parseConfig(publisherSchemas.redis, options, where));
   if (kind === 'mqtt') return mqttPublisher(parseConfig(publisherSchemas.mqtt, options, where));
   if (kind === 'amqp') return amqpPublisher(parseConfig(publisherSchemas.amqp, options, where));
+  if (kind === 'kafka') return kafkaPublisher(parseConfig(publisherSchemas.kafka, options, where));
   throw new OutboxError(
     'UNSUPPORTED_URL',
-    `broker URL "${options.url}" is not supported (use nats://, http(s)://, redis(s)://, mqtt(s):// or amqp(s)://…)`,
+    `broker URL "${options.url}" is not supported (use nats://, http(s)://, redis(s)://, mqtt(s)://, amqp(s):// or kafka(+ssl)://…)`,
   );
 }
 

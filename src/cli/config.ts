@@ -68,7 +68,7 @@ export function common(command: Command, { broker = false } = {}): Command {
     command.addOption(
       new Option(
         '--broker <url>',
-        'one broker for every event: nats://, http(s)://, redis(s)://, mqtt(s)://, amqp(s)://…',
+        'one broker for every event: nats://, http(s)://, redis(s)://, mqtt(s)://, amqp(s)://, kafka://…',
       ).env('OUTBOX_BROKER_URL'),
     );
   }

@@ -55,6 +55,12 @@ export const publisherSchemas = {
     clientId: z.string().min(1).optional(),
   }),
   amqp: z.strictObject(publisherCommon),
+  kafka: z.strictObject({
+    ...publisherCommon,
+    clientId: z.string().min(1).optional(),
+    idempotent: z.boolean().optional(),
+    maxBatchBytes: positiveInt().optional(),
+  }),
 } as const;
 
 /** A publisher given by URL, with its options; checked against its kind's schema by createOutbox(). */

@@ -38,9 +38,31 @@ export const httpGrammar: DestinationGrammar = (d) => {
   return undefined;
 };
 
+const MAX_KAFKA_TOPIC_LENGTH = 249;
+
+/**
+ * Kafka topic: 1–249 of `a-z A-Z 0-9 . _ -`, not `.` or `..` (the broker's own rules), and not
+ * starting with `__`, the prefix of Kafka's internal topics (`__consumer_offsets`, …), which a
+ * misrouted event must never write into.
+ * @example
+ * kafkaGrammar('orders.created') // undefined
+ * kafkaGrammar('orders/created') // "has characters other than …"
+ */
+export const kafkaGrammar: DestinationGrammar = (d) => {
+  if (d.length === 0) return 'is empty';
+  if (d.length > MAX_KAFKA_TOPIC_LENGTH)
+    return `is longer than ${MAX_KAFKA_TOPIC_LENGTH} characters (Kafka's limit for a topic name)`;
+  if (!/^[A-Za-z0-9._-]+$/.test(d))
+    return "has characters other than letters, digits, '.', '_' and '-' (Kafka topic names allow no others)";
+  if (d === '.' || d === '..') return "is '.' or '..', which Kafka refuses as a topic name";
+  if (d.startsWith('__')) return "starts with '__', the prefix of Kafka's internal topics";
+  return undefined;
+};
+
 const GRAMMARS: Readonly<Record<string, DestinationGrammar>> = Object.freeze({
   nats: natsGrammar,
   http: httpGrammar,
+  kafka: kafkaGrammar,
 });
 
 /** The grammar of a publisher kind ('nats', 'http', …); the generic one for kinds without their own. */
@@ -48,7 +70,7 @@ export function grammarFor(kind: string): DestinationGrammar {
   return GRAMMARS[kind] ?? genericGrammar;
 }
 
-/** The publisher kind a URL names: `nats://` → 'nats', `https://` → 'http', `amqp://` → 'amqp', … */
+/** The publisher kind a URL names: `nats://` → 'nats', `https://` → 'http', `kafka://` → 'kafka', … */
 export function kindOfUrl(url: string): string | undefined {
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
   if (scheme === 'nats' || scheme === 'tls') return 'nats';
@@ -56,6 +78,7 @@ export function kindOfUrl(url: string): string | undefined {
   if (scheme === 'redis' || scheme === 'rediss') return 'redis';
   if (scheme === 'mqtt' || scheme === 'mqtts') return 'mqtt';
   if (scheme === 'amqp' || scheme === 'amqps') return 'amqp';
+  if (scheme === 'kafka' || scheme === 'kafka+ssl') return 'kafka';
   if (scheme === 'memory') return 'memory';
   return undefined;
 }

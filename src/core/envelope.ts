@@ -5,6 +5,11 @@
  *
  * It also owns the list of header names the publishers write themselves; `add()` refuses them
  * in an event's own headers, so an event can never forge its id, type or signature.
+ *
+ * W3C Trace Context given at `add()` (`traceparent`, `tracestate` headers) travels as the
+ * CloudEvents Distributed Tracing extension: attributes mapped by each binding like the others
+ * (`ce-traceparent`, `cloudEvents:traceparent`, …), never as a plain transport header, which
+ * belongs to the transport's own hop (a tracing publisher's span).
  */
 
 import { OutboxError } from './errors.js';
@@ -60,6 +65,30 @@ export const RESERVED_HEADER_PREFIXES: readonly string[] = Object.freeze([
   'nats-',
 ]);
 
+/** The W3C Trace Context header names (lower case) that become CloudEvents extension attributes. */
+export const TRACE_CONTEXT_HEADERS: readonly string[] = Object.freeze(['traceparent', 'tracestate']);
+
+/**
+ * The event's W3C Trace Context as CloudEvents Distributed Tracing attributes: `traceparent`,
+ * and `tracestate` when it is not blank. Header names match in any case. None without a
+ * `traceparent` (a `tracestate` alone means nothing; `add()` refuses it).
+ * @example
+ * traceContext(message) // { traceparent: '00-4bf9…-00f0…-01', tracestate: 'congo=t61rcWkgMzE' }
+ */
+export function traceContext(message: OutboundMessage): Record<string, string> {
+  let traceparent: string | undefined;
+  let tracestate: string | undefined;
+  for (const [name, value] of Object.entries(message.headers)) {
+    const lower = name.toLowerCase();
+    if (lower === 'traceparent') traceparent = value;
+    else if (lower === 'tracestate') tracestate = value;
+  }
+  if (traceparent === undefined) return {};
+  return tracestate === undefined || tracestate.trim() === '' ? { traceparent } : { traceparent, tracestate };
+}
+
+const isTraceContextHeader = (name: string) => TRACE_CONTEXT_HEADERS.includes(name.toLowerCase());
+
 /**
  * True when `name` is a header the publishers write themselves (case-insensitive).
  * @example
@@ -72,7 +101,8 @@ export function isReservedHeader(name: string): boolean {
 }
 
 /**
- * The CloudEvents 1.0 binary-mode attributes of a message as a header record, followed by the
+ * The CloudEvents 1.0 binary-mode attributes of a message as a header record (with
+ * `ce-traceparent` and `ce-tracestate` when the event carries a trace context), followed by the
  * event's own headers (which cannot clash: `add()` refuses reserved names).
  * `ce-subject` is the aggregate id when there is one (what the event is about), else the key;
  * `ce-partitionkey` is the key (CloudEvents partitioning extension), so consumers can keep
@@ -90,18 +120,16 @@ export function cloudEventAttributes(message: OutboundMessage, source: string): 
     'ce-subject': message.aggregateId ?? message.key,
     'ce-time': message.createdAt.toISOString(),
     'ce-partitionkey': message.key,
-    'content-type': PAYLOAD_CONTENT_TYPE,
   };
-  for (const [name, value] of Object.entries(message.headers)) {
-    // add() already refuses reserved names; a row written around add() must still not forge ce-id.
-    if (!isReservedHeader(name)) attributes[name] = value;
-  }
-  return attributes;
+  for (const [name, value] of Object.entries(traceContext(message))) attributes[`ce-${name}`] = value;
+  attributes['content-type'] = PAYLOAD_CONTENT_TYPE;
+  return Object.assign(attributes, eventHeaders(message));
 }
 
 /**
  * The CloudEvents 1.0 attributes of a message by their spec names (`specversion`, `id`, `type`,
- * `source`, `subject`, `time`, `partitionkey`, `datacontenttype`): what a binding maps to its own
+ * `source`, `subject`, `time`, `partitionkey`, then `traceparent` and `tracestate` when the event
+ * carries a trace context, and `datacontenttype`): what a binding maps to its own
  * header names (`ce-id` over HTTP and NATS, `ce_id` over Kafka, `cloudEvents:id` over AMQP, `id`
  * as an MQTT 5 user property).
  */
@@ -114,14 +142,15 @@ export function cloudEventContext(message: OutboundMessage, source: string): Rec
     subject: message.aggregateId ?? message.key,
     time: message.createdAt.toISOString(),
     partitionkey: message.key,
+    ...traceContext(message),
     datacontenttype: PAYLOAD_CONTENT_TYPE,
   };
 }
 
 /**
- * A structured-mode CloudEvent: one JSON document with the attributes and the payload as `data`
- * (embedded as it was stored, not re-serialised). The event's own headers are not in it: a
- * publisher sends them as transport headers where the broker has them.
+ * A structured-mode CloudEvent: one JSON document with the attributes (trace context included)
+ * and the payload as `data` (embedded as it was stored, not re-serialised). The event's own
+ * headers are not in it: a publisher sends them as transport headers where the broker has them.
  * @example
  * JSON.parse(structuredCloudEvent(message, 'orders')).data // the payload
  */
@@ -130,10 +159,13 @@ export function structuredCloudEvent(message: OutboundMessage, source: string): 
   return `${context.slice(0, -1)},"data":${message.payload}}`;
 }
 
-/** The event's own headers (never a reserved name, even for a row written around add()). */
+/**
+ * The event's own headers: never a reserved name (even for a row written around add()), nor the
+ * trace context, which travels as attributes instead.
+ */
 export function eventHeaders(message: OutboundMessage): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(message.headers))
-    if (!isReservedHeader(name)) headers[name] = value;
+    if (!isReservedHeader(name) && !isTraceContextHeader(name)) headers[name] = value;
   return headers;
 }

@@ -3,7 +3,7 @@
  * database or broker could refuse later is refused here, before any SQL is sent, with one
  * OutboxError code per case (docs/errors.md).
  */
-import { isReservedHeader } from './envelope.js';
+import { isReservedHeader, TRACE_CONTEXT_HEADERS } from './envelope.js';
 import { OutboxError } from './errors.js';
 import { isUuid, keyHash, uuidv7 } from './ids.js';
 import { checkString, serializeJson } from './payload.js';
@@ -26,7 +26,11 @@ export interface OutboxEvent<P = unknown> {
   readonly key?: string;
   /** Any JSON value (plain objects, arrays, strings, finite numbers, booleans, null, Dates). */
   readonly payload?: P;
-  /** String headers carried with the message (no CR/LF; `ce-*` and other envelope names are reserved). */
+  /**
+   * String headers carried with the message (no CR/LF; `ce-*` and other envelope names are reserved).
+   * A W3C `traceparent` (and `tracestate`) is checked here and sent as the CloudEvents Distributed
+   * Tracing attributes.
+   */
   readonly headers?: Readonly<Record<string, string>>;
   /** Topic / subject / path. Default: rendered from the matching route's template. */
   readonly destination?: string;
@@ -58,6 +62,15 @@ const KNOWN_FIELDS = new Set([
   'id',
 ]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** W3C Trace Context §3.2: version-traceid-parentid-flags; a later version may append `-…`. */
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-[\x21-\x7e]*)?$/;
+/** W3C Trace Context §3.3.1: a simple key, or tenant@system. */
+const TRACESTATE_KEY =
+  /^(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})$/;
+/** Printable ASCII but ',' and '=', up to 256 characters, not ending in a space. */
+const TRACESTATE_VALUE = /^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
+const MAX_TRACESTATE_LENGTH = 512;
+const MAX_TRACESTATE_MEMBERS = 32;
 
 function invalid(code: ConstructorParameters<typeof OutboxError>[0], path: string, message: string): never {
   throw new OutboxError(code, `${path}${message}`, { details: { path } });
@@ -100,7 +113,63 @@ function prepareHeaders(headers: unknown, path: string): Record<string, string> 
       );
     out[name] = value;
   }
+  checkTraceContext(out, path);
   return out;
+}
+
+/** Why `value` is not a W3C traceparent, or undefined when it is one. */
+function traceparentProblem(value: string): string | undefined {
+  const match = TRACEPARENT.exec(value);
+  if (!match) return 'is not a W3C traceparent (version-traceid-parentid-flags, lower-case hex)';
+  const [, version, traceId, parentId, more] = match;
+  if (version === 'ff') return 'has version ff, which W3C Trace Context forbids';
+  if (version === '00' && more !== undefined) return 'has fields after the flags, which version 00 does not';
+  if (/^0+$/.test(traceId!)) return 'has an all-zero trace id';
+  if (/^0+$/.test(parentId!)) return 'has an all-zero parent id';
+  return undefined;
+}
+
+/** Why `value` is not a W3C tracestate list, or undefined when it is one. */
+function tracestateProblem(value: string): string | undefined {
+  if (value.length > MAX_TRACESTATE_LENGTH) return `is longer than ${MAX_TRACESTATE_LENGTH} characters`;
+  const keys = new Set<string>();
+  for (const member of value.split(',')) {
+    const trimmed = member.replace(/^[ \t]+|[ \t]+$/g, '');
+    if (trimmed === '') continue; // empty list members are allowed
+    const [key = '', memberValue, extra] = trimmed.split('=');
+    if (
+      extra !== undefined ||
+      memberValue === undefined ||
+      !TRACESTATE_KEY.test(key) ||
+      !TRACESTATE_VALUE.test(memberValue)
+    )
+      return 'is not a W3C tracestate (comma-separated key=value list members)';
+    if (keys.has(key)) return `names the key '${key}' twice`;
+    keys.add(key);
+  }
+  if (keys.size > MAX_TRACESTATE_MEMBERS) return `has more than ${MAX_TRACESTATE_MEMBERS} list members`;
+  return undefined;
+}
+
+/**
+ * A `traceparent` or `tracestate` header (any case) must follow W3C Trace Context: it becomes a
+ * CloudEvents attribute that consumers parse, so a malformed one is refused now, not there.
+ */
+function checkTraceContext(headers: Record<string, string>, path: string): void {
+  const found = new Map<string, string>();
+  for (const name of Object.keys(headers)) {
+    const lower = name.toLowerCase();
+    if (!TRACE_CONTEXT_HEADERS.includes(lower)) continue;
+    const p = `${path}.headers["${name}"]`;
+    if (found.has(lower)) invalid('INVALID_HEADER', p, ` repeats the ${lower} header in another case`);
+    found.set(lower, name);
+    const value = headers[name]!;
+    const problem = lower === 'traceparent' ? traceparentProblem(value) : tracestateProblem(value);
+    if (problem) invalid('INVALID_HEADER', p, ` ${problem}`);
+  }
+  const tracestate = found.get('tracestate');
+  if (tracestate !== undefined && !found.has('traceparent'))
+    invalid('INVALID_HEADER', `${path}.headers["${tracestate}"]`, ' comes without a traceparent header');
 }
 
 function prepareOne(input: unknown, path: string, options: PrepareOptions): PreparedEvent {

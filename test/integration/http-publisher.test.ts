@@ -112,14 +112,21 @@ function failure(result: PublishResult | undefined): PublishError {
 }
 
 describe('httpPublisher (real HTTP receiver)', () => {
-  it('POSTs the payload with CloudEvents headers, event headers, static headers and Idempotency-Key', async () => {
+  it('POSTs the payload with CloudEvents headers (trace context included), event headers, static headers and Idempotency-Key', async () => {
     const r = await receiver((_req, res) => reply(res, 204));
     const publisher = httpPublisher({
       url: `${r.url}/hook`,
       source: 'orders-service',
       headers: { Authorization: 'Bearer t0k' },
     });
-    const m = message({ aggregateId: 'Zoë "Ü" 100%' });
+    const m = message({
+      aggregateId: 'Zoë "Ü" 100%',
+      headers: {
+        traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+        tracestate: 'congo=t61rcWkgMzE, rojo=00f067aa0ba902b7',
+        'x-tenant': 'acme',
+      },
+    });
     expect(await publisher.publish([m])).toEqual([{ ok: true }]);
     const [got] = r.requests;
     expect(got?.url).toBe('/hook');
@@ -133,12 +140,16 @@ describe('httpPublisher (real HTTP receiver)', () => {
       'ce-subject': 'Zo%C3%AB%20%22%C3%9C%22%20100%25',
       'ce-time': '2025-01-02T03:04:05.678Z',
       'ce-partitionkey': m.key,
+      // The trace context is a CloudEvents attribute (Distributed Tracing extension), encoded like the others.
+      'ce-traceparent': m.headers.traceparent,
+      'ce-tracestate': 'congo=t61rcWkgMzE,%20rojo=00f067aa0ba902b7',
       'content-type': 'application/json',
-      traceparent: m.headers.traceparent,
+      'x-tenant': 'acme',
       authorization: 'Bearer t0k',
       'idempotency-key': m.id,
     });
     expect(decodeURIComponent(got?.headers['ce-subject'] as string)).toBe('Zoë "Ü" 100%');
+    expect(got?.headers.traceparent).toBeUndefined(); // the transport hop's header, not the event's
     expect(got?.headers['webhook-signature']).toBeUndefined(); // no secret, no signature
   });
 

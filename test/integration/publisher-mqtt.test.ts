@@ -1,33 +1,28 @@
 /**
- * mqttPublisher against real Mosquitto brokers: the conformance suite on the machine's broker,
- * then what is MQTT's own: QoS 0 refused, MQTT 3.1.1 structured-only, PUBACK reason codes, and a
- * broker restart while the relay publishes — on a private Mosquitto this test starts and stops.
+ * mqttPublisher against real Mosquitto brokers: the conformance suite on the machine's broker (its
+ * outage on a private Mosquitto, its lost ack through a proxy), then what is MQTT's own: QoS 0
+ * refused, MQTT 3.1.1 structured-only, PUBACK reason codes, a broker that stops answering.
  * Every delivery is checked by a separate subscriber, never by the publisher's own result.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as tcpConnect } from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import Database from 'better-sqlite3';
 import { connect, connectAsync } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PermanentError, PublishError } from '../../src/core/errors.js';
 import type { PublishResult } from '../../src/core/ports.js';
-import { fromBetterSqlite3 } from '../../src/executors/better-sqlite3.js';
-import { createOutbox, silentLogger } from '../../src/index.js';
 import { MQTT_PUBLISHER_DEFAULTS, mqttGrammar, mqttPublisher } from '../../src/publishers/mqtt.js';
-import { sqliteStore } from '../../src/stores/sqlite.js';
 import { describePublisher } from '../conformance/publisher.suite.js';
 import { outboundMessage } from '../helpers/brokers/messages.js';
 import { MQTT_URL, mqttHarness, mqttTopic, startMqttConsumer } from '../helpers/brokers/mqtt.js';
 import { expectOutboxError } from '../helpers/expect-error.js';
+import { freePort, startMosquitto, stopProcess } from '../helpers/private-servers.js';
 import { serviceSkipReason } from '../helpers/services.js';
 
 describePublisher('mqtt (mosquitto)', mqttHarness);
 
-const MOSQUITTO = process.env.OUTBOX_TEST_MOSQUITTO ?? '/usr/sbin/mosquitto';
 const WAIT_MS = 10_000;
 const message = outboundMessage;
 
@@ -36,53 +31,6 @@ function failure(result: PublishResult | undefined): PublishError {
   const error = (result as { error: unknown }).error;
   expect(error).toBeInstanceOf(PublishError);
   return error as PublishError;
-}
-
-/** A free loopback port (the OS picks it; closed again before Mosquitto binds it). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** A private Mosquitto on `port`, persistent in `dir`; resolves once it accepts connections. */
-async function startMosquitto(dir: string, port: number, extra = ''): Promise<ChildProcess> {
-  const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(
-    conf,
-    [
-      `listener ${port} 127.0.0.1`,
-      'allow_anonymous true',
-      'persistence true',
-      `persistence_location ${dir}/`,
-      // Mosquitto started as root drops to this user; the same user keeps the tmp dir writable.
-      `user ${userInfo().username}`,
-      extra,
-    ].join('\n'),
-  );
-  const proc = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    if (proc.exitCode !== null) throw new Error(`mosquitto exited with ${proc.exitCode}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = tcpConnect({ host: '127.0.0.1', port });
-      socket.once('connect', () => resolve(true)).once('error', () => resolve(false));
-      socket.once('close', () => socket.destroy());
-      setTimeout(() => socket.destroy(), 500);
-    }).catch(() => false);
-    if (up) return proc;
-    await sleep(50);
-  }
-  proc.kill('SIGKILL');
-  throw new Error(`mosquitto did not listen on ${port}`);
-}
-
-async function stopMosquitto(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
-  proc.kill('SIGTERM');
-  await exited;
 }
 
 describe('mqttPublisher options', () => {
@@ -154,7 +102,7 @@ describe.skipIf(skip)('mqttPublisher (real Mosquitto)', () => {
   const dirs: string[] = [];
   const brokers: ChildProcess[] = [];
   afterAll(async () => {
-    await Promise.all(brokers.map(stopMosquitto));
+    await Promise.all(brokers.map((broker) => stopProcess(broker)));
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -164,7 +112,7 @@ describe.skipIf(skip)('mqttPublisher (real Mosquitto)', () => {
     dirs.push(dir);
     if (acl !== undefined) writeFileSync(join(dir, 'acl'), acl);
     const port = await freePort();
-    const proc = await startMosquitto(dir, port, acl === undefined ? '' : `acl_file ${join(dir, 'acl')}`);
+    const proc = await startMosquitto(port, dir, acl === undefined ? '' : `acl_file ${join(dir, 'acl')}`);
     brokers.push(proc);
     return { dir, port, url: `mqtt://127.0.0.1:${port}`, proc };
   }
@@ -174,7 +122,8 @@ describe.skipIf(skip)('mqttPublisher (real Mosquitto)', () => {
     const consumer = await startMqttConsumer(topic, { protocolVersion: 4 });
     const publisher = mqttPublisher({ url: MQTT_URL, protocolVersion: 4, source: 'orders' });
     try {
-      const sent = message(topic, { headers: { tenant: 'acme' } });
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      const sent = message(topic, { headers: { tenant: 'acme', traceparent } });
       expect(await publisher.publish([sent])).toEqual([{ ok: true }]);
       const [got] = await consumer.waitFor(1, WAIT_MS);
       expect(got!.attributes).toMatchObject({
@@ -182,6 +131,7 @@ describe.skipIf(skip)('mqttPublisher (real Mosquitto)', () => {
         id: sent.id,
         source: 'orders',
         partitionkey: sent.key,
+        traceparent, // an attribute in the document, so it travels even without user properties
       });
       expect(got!.contentType).toBe('application/json');
       expect(JSON.parse(got!.data)).toEqual(JSON.parse(sent.payload));
@@ -284,7 +234,7 @@ describe.skipIf(skip)('mqttPublisher (real Mosquitto)', () => {
     const publisher = mqttPublisher({ url: broker.url, timeoutMs: 500 });
     try {
       expect(await publisher.publish([message(mqttTopic('before'))])).toEqual([{ ok: true }]);
-      await stopMosquitto(broker.proc);
+      await stopProcess(broker.proc);
       const error = failure((await publisher.publish([message(mqttTopic('during'))]))[0]);
       expect(error.retryable).toBe(true);
       expect(error.message).toMatch(/no PUBACK .* within 500 ms \(not connected to the broker\)/);
@@ -292,72 +242,4 @@ describe.skipIf(skip)('mqttPublisher (real Mosquitto)', () => {
       await publisher.close();
     }
   });
-
-  it('a broker restart while the relay publishes: every event arrives, in order per key', async () => {
-    const broker = await privateBroker();
-    const topic = mqttTopic('outage');
-    const consumer = await startMqttConsumer(topic, { url: broker.url });
-    const path = join(broker.dir, 'app.db');
-    const outbox = createOutbox({
-      database: sqliteStore({ path }),
-      publishers: { broker: mqttPublisher({ url: broker.url, timeoutMs: 2000 }) },
-      routes: [{ destination: topic }],
-      relay: { logger: silentLogger, batchSize: 20, backoff: { baseMs: 50, capMs: 500 }, maxAttempts: 1000 },
-    });
-    const relay = outbox.relay();
-    let proc = broker.proc;
-    let closeDb = () => {};
-    try {
-      await outbox.migrate();
-      const db = new Database(path);
-      closeDb = () => db.close();
-      db.exec('CREATE TABLE ledger (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, key TEXT NOT NULL)');
-      const record = db.prepare('INSERT INTO ledger (id, key) VALUES (?, ?)');
-      await relay.start();
-      for (let i = 0; i < 400; i++) {
-        db.transaction(() => {
-          const event = {
-            type: 'order.updated',
-            aggregateType: 'order',
-            aggregateId: `k${i % 10}`,
-            payload: { i },
-          };
-          record.run(outbox.add(fromBetterSqlite3(db), event) as string, `order:k${i % 10}`);
-        })();
-        if (i === 100) {
-          // Stopped, not crashed: Mosquitto writes its persistence (the subscriber's session) on the
-          // way out; a crash would lose what it acked since its last autosave (see the docs page).
-          await stopMosquitto(proc);
-          await sleep(1000);
-          proc = await startMosquitto(broker.dir, broker.port);
-          brokers.push(proc);
-        }
-        await sleep(5);
-      }
-      const ledger = db.prepare('SELECT id, key FROM ledger ORDER BY seq').all() as {
-        id: string;
-        key: string;
-      }[];
-      const ids = () => new Set(consumer.received.map((r) => r.attributes.id));
-      await expect.poll(() => ids().size, { timeout: 30_000 }).toBe(ledger.length);
-      expect(ids()).toEqual(new Set(ledger.map((e) => e.id)));
-      for (const key of new Set(ledger.map((e) => e.key))) {
-        const expected = ledger.filter((e) => e.key === key).map((e) => e.id);
-        const seen: string[] = [];
-        for (const r of consumer.received)
-          if (
-            r.attributes.partitionkey === key &&
-            r.attributes.id !== undefined &&
-            !seen.includes(r.attributes.id)
-          )
-            seen.push(r.attributes.id);
-        expect(seen, `order of key ${key}`).toEqual(expected);
-      }
-    } finally {
-      await relay.stop();
-      closeDb();
-      await outbox.close();
-      await consumer.close();
-    }
-  }, 60_000);
 });

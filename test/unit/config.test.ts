@@ -96,9 +96,9 @@ describe('createOutbox: configuration errors name the bad key', () => {
 
   it('refuses a broker URL it cannot use (UNSUPPORTED_URL), and a publisher entry without url', () => {
     expectOutboxError(
-      () => createOutbox({ database: DB, publishers: { k: 'kafka://localhost:9092' } }),
+      () => createOutbox({ database: DB, publishers: { k: 'pulsar://localhost:6650' } }),
       'UNSUPPORTED_URL',
-      'kafka://',
+      'pulsar://',
     );
     expectOutboxError(
       () => createOutbox({ database: DB, publishers: { k: { secret: 'x' } as never } }),

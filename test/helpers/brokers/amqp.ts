@@ -1,6 +1,8 @@
 /**
  * The RabbitMQ harness of the publisher conformance suite: unique exchanges and queues per test
  * (deleted in close()), and a real consumer on a separate connection that acks what it decodes.
+ * The shared RabbitMQ is never stopped: its outage is a TCP proxy in front of it that cuts and
+ * refuses the publisher's connections, and its lost acks a proxy that drops the broker's replies.
  * It also serves the AMQP publisher's own tests (raw messages, an admin channel, queues reached
  * through the default exchange).
  */
@@ -14,6 +16,7 @@ import type {
   Received,
 } from '../../conformance/publisher.suite.js';
 import { serviceSkipReason, uniqueName } from '../services.js';
+import { TcpProxy } from '../tcp-proxy.js';
 
 export const AMQP_URL = process.env.OUTBOX_TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
@@ -117,34 +120,65 @@ export async function createAmqpHarness(): Promise<AmqpHarness | string> {
   const queues = new Map<string, string>(); // destination → the queue a consumer reads
   const exchanges: string[] = [];
 
+  const destination = async (name: string, via: 'exchange' | 'queue' = 'exchange') => {
+    const unique = uniqueName(`outbox_${name}`);
+    const queue = `${unique}_q`;
+    await admin.assertQueue(queue, { durable: false });
+    if (via === 'queue') {
+      queues.set(queue, queue);
+      return queue;
+    }
+    await admin.assertExchange(unique, 'direct', { durable: false });
+    exchanges.push(unique);
+    await admin.bindQueue(queue, unique, `${name}.events`);
+    const d = `${unique}/${name}.events`;
+    queues.set(d, queue);
+    return d;
+  };
+  const consume = async (d: string, onMessage?: (message: ConsumeMessage) => void) => {
+    const queue = queues.get(d);
+    if (queue === undefined) throw new Error(`no queue for ${d}: make it with destination() first`);
+    return startConsumer(consumerConnection, queue, onMessage);
+  };
+  /** A destination, its consumer (on the broker directly) and a proxy for the publisher's connections. */
+  const proxied = async (name: string) => {
+    const proxy = await TcpProxy.start(AMQP_URL, 5672);
+    const d = await destination(name);
+    const consumer = await consume(d);
+    const close = async () => {
+      await consumer.close();
+      await proxy.close();
+    };
+    return { proxy, destination: d, consumer, close };
+  };
+
   return {
     label: 'rabbitmq (amqp 0-9-1)',
     capabilities: { dedupeById: false, unknownDestination: true, structured: true },
     admin,
     publisher: (mode: CloudEventsMode) => amqpPublisher({ url: AMQP_URL, mode, source: 'conformance' }),
-    async destination(name, via = 'exchange') {
-      const unique = uniqueName(`outbox_${name}`);
-      const queue = `${unique}_q`;
-      await admin.assertQueue(queue, { durable: false });
-      if (via === 'queue') {
-        queues.set(queue, queue);
-        return queue;
-      }
-      await admin.assertExchange(unique, 'direct', { durable: false });
-      exchanges.push(unique);
-      await admin.bindQueue(queue, unique, `${name}.events`);
-      const destination = `${unique}/${name}.events`;
-      queues.set(destination, queue);
-      return destination;
-    },
+    destination,
     async unknownDestination() {
       return `${uniqueName('outbox_missing')}/nowhere`;
     },
-    async consume(destination, onMessage) {
-      const queue = queues.get(destination);
-      if (queue === undefined)
-        throw new Error(`no queue for ${destination}: make it with destination() first`);
-      return startConsumer(consumerConnection, queue, onMessage);
+    consume,
+    async outage() {
+      const { proxy, ...rest } = await proxied('outage');
+      return {
+        ...rest,
+        publisher: amqpPublisher({ url: proxy.url(AMQP_URL), timeoutMs: 2000 }),
+        stop: () => proxy.refuse(),
+        start: () => proxy.accept(),
+      };
+    },
+    async lostAck() {
+      const { proxy, ...rest } = await proxied('lostack');
+      return {
+        ...rest,
+        publisher: amqpPublisher({ url: proxy.url(AMQP_URL), timeoutMs: 5000 }),
+        loseReplies: () => proxy.loseReplies(),
+        cut: () => proxy.cut(),
+      };
     },
     async close() {
       for (const queue of new Set(queues.values())) await admin.deleteQueue(queue).catch(() => undefined);

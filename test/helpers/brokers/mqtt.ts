@@ -1,19 +1,36 @@
 /**
  * The MQTT harness for the publisher conformance suite: mqttPublisher against the machine's
  * Mosquitto, verified by a separate MQTT client subscribed with QoS 1 on a persistent session
- * (so it also gets what was published while it was reconnecting).
+ * (so it also gets what was published while it was reconnecting). Its outage runs on a private
+ * Mosquitto (persistence in a temp dir), its lost acks through a TCP proxy in front of the
+ * machine's broker.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connectAsync, type IPublishPacket, type MqttClient } from 'mqtt';
 import { STRUCTURED_CONTENT_TYPE } from '../../../src/core/envelope.js';
 import { mqttPublisher } from '../../../src/publishers/mqtt.js';
 import type { Consumer, HarnessFactory, Received } from '../../conformance/publisher.suite.js';
+import { freePort, MOSQUITTO, missingBinary, startMosquitto, stopProcess } from '../private-servers.js';
 import { serviceSkipReason } from '../services.js';
+import { TcpProxy } from '../tcp-proxy.js';
 
 export const MQTT_URL = process.env.OUTBOX_TEST_MQTT_URL ?? 'mqtt://127.0.0.1:1883';
 
 /** The CloudEvents attributes the binary mode sends as user properties (all others are own headers). */
-const ATTRIBUTE_NAMES = new Set(['specversion', 'id', 'type', 'source', 'subject', 'time', 'partitionkey']);
+const ATTRIBUTE_NAMES = new Set([
+  'specversion',
+  'id',
+  'type',
+  'source',
+  'subject',
+  'time',
+  'partitionkey',
+  'traceparent',
+  'tracestate',
+]);
 
 /** A fresh topic unique to this run and `name`. */
 export function mqttTopic(name: string): string {
@@ -113,6 +130,7 @@ export async function startMqttConsumer(
 export const mqttHarness: HarnessFactory = async () => {
   const skip = await serviceSkipReason('Mosquitto', MQTT_URL, 1883);
   if (skip) return skip;
+  const noServer = missingBinary(MOSQUITTO);
   return {
     label: 'mqtt (mosquitto)',
     capabilities: {
@@ -125,6 +143,52 @@ export const mqttHarness: HarnessFactory = async () => {
     destination: async (name) => mqttTopic(name),
     unknownDestination: () => Promise.reject(new Error('MQTT has no unknown destinations')),
     consume: (destination) => startMqttConsumer(destination),
+    ...(noServer
+      ? { outageUnsupported: `no private Mosquitto: ${noServer}` }
+      : {
+          async outage() {
+            const dir = mkdtempSync(join(tmpdir(), 'outbox-mosquitto-'));
+            const port = await freePort();
+            let server = await startMosquitto(port, dir);
+            const url = `mqtt://127.0.0.1:${port}`;
+            const destination = mqttTopic('outage');
+            const consumer = await startMqttConsumer(destination, { url });
+            return {
+              publisher: mqttPublisher({ url, timeoutMs: 1000 }),
+              destination,
+              consumer,
+              // SIGTERM: Mosquitto saves the consumer's session (and what it queued for it) on the way out.
+              stop: () => stopProcess(server),
+              async start() {
+                server = await startMosquitto(port, dir);
+              },
+              async close() {
+                await consumer.close();
+                await stopProcess(server);
+                rmSync(dir, { recursive: true, force: true });
+              },
+            };
+          },
+        }),
+    async lostAck() {
+      const proxy = await TcpProxy.start(MQTT_URL, 1883);
+      const destination = mqttTopic('lostack');
+      const consumer = await startMqttConsumer(destination);
+      return {
+        // Long enough for MQTT.js to reconnect (every second) and send the message again itself.
+        publisher: mqttPublisher({ url: proxy.url(MQTT_URL), timeoutMs: 10_000 }),
+        destination,
+        consumer,
+        clientResends:
+          'MQTT.js keeps an unacknowledged QoS 1 publish and sends it again after reconnecting, so the broker acks that copy',
+        loseReplies: () => proxy.loseReplies(),
+        cut: () => proxy.cut(),
+        async close() {
+          await consumer.close();
+          await proxy.close();
+        },
+      };
+    },
     close: async () => undefined,
   };
 };

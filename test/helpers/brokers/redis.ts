@@ -1,11 +1,19 @@
 /**
  * The Redis Streams harness: a fresh stream key per destination, read back by a separate client
  * with a blocking XREAD from the stream's start, each entry's fields decoded into the suite's shape.
+ * Its outage runs on a private redis-server (AOF, fsync always) killed with SIGKILL; its lost
+ * acks go through a TCP proxy in front of the machine's Redis.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'redis';
 import { redisPublisher } from '../../../src/publishers/redis.js';
 import type { Consumer, HarnessFactory, Received } from '../../conformance/publisher.suite.js';
+import { freePort, missingBinary, REDIS_SERVER, startRedisServer, stopProcess } from '../private-servers.js';
 import { serviceSkipReason, uniqueName } from '../services.js';
+import { TcpProxy } from '../tcp-proxy.js';
 import { collector } from './collector.js';
 import { decodeCloudEvent } from './decode.js';
 
@@ -25,11 +33,47 @@ export function decodeEntry(destination: string, fields: Readonly<Record<string,
   return decodeCloudEvent(destination, headers, data);
 }
 
+/**
+ * A reader of `stream` on `url` from its first entry. A failed XREAD (the server away) is tried
+ * again from the last entry read, so a restart of the server costs the reader nothing.
+ */
+export async function streamReader(url: string, stream: string): Promise<Consumer> {
+  const reader = await testClient(url);
+  let stopped = false;
+  const { consumer, push } = collector(async () => {
+    stopped = true;
+    await done;
+    reader.destroy();
+  });
+  const done = (async () => {
+    let last = '0-0';
+    while (!stopped) {
+      // A short block, so that close() is noticed within 100 ms.
+      const reply = await reader
+        .xRead({ key: stream, id: last }, { BLOCK: 100, COUNT: 1000 })
+        .catch(() => sleep(100).then(() => null));
+      for (const entries of reply ?? [])
+        for (const entry of entries.messages) {
+          last = entry.id;
+          push(decodeEntry(stream, entry.message));
+        }
+    }
+  })();
+  return consumer;
+}
+
 export const redisHarness: HarnessFactory = async () => {
   const skip = await redisSkip();
   if (skip) return skip;
   const admin = await testClient(REDIS_URL);
   const streams: string[] = [];
+  const destination = async (name: string) => {
+    // Created by the first XADD; a blocking XREAD on a key that does not exist yet simply waits.
+    const stream = uniqueName(`outbox-pub-${name}`);
+    streams.push(stream);
+    return stream;
+  };
+  const noServer = missingBinary(REDIS_SERVER);
   return {
     label: 'redis streams',
     capabilities: {
@@ -39,34 +83,50 @@ export const redisHarness: HarnessFactory = async () => {
       structured: true,
     },
     publisher: (mode) => redisPublisher({ url: REDIS_URL, mode }),
-    async destination(name) {
-      // Created by the first XADD; a blocking XREAD on a key that does not exist yet simply waits.
-      const stream = uniqueName(`outbox-pub-${name}`);
-      streams.push(stream);
-      return stream;
-    },
+    destination,
     unknownDestination: () => Promise.reject(new Error('Redis has no unknown destination')),
-    async consume(destination): Promise<Consumer> {
-      const reader = await testClient(REDIS_URL);
-      let stopped = false;
-      const { consumer, push } = collector(async () => {
-        stopped = true;
-        await done;
-        reader.destroy();
-      });
-      const done = (async () => {
-        let last = '0-0';
-        while (!stopped) {
-          // A short block, so that close() is noticed within 100 ms.
-          const reply = await reader.xRead({ key: destination, id: last }, { BLOCK: 100, COUNT: 1000 });
-          for (const stream of reply ?? [])
-            for (const entry of stream.messages) {
-              last = entry.id;
-              push(decodeEntry(destination, entry.message));
-            }
-        }
-      })();
-      return consumer;
+    consume: (d) => streamReader(REDIS_URL, d),
+    ...(noServer
+      ? { outageUnsupported: `no private redis-server: ${noServer}` }
+      : {
+          async outage() {
+            const dir = mkdtempSync(join(tmpdir(), 'outbox-redis-'));
+            const port = await freePort();
+            let server = await startRedisServer(port, dir);
+            const url = `redis://127.0.0.1:${port}`;
+            const consumer = await streamReader(url, 'orders');
+            return {
+              publisher: redisPublisher({ url, timeoutMs: 1000 }),
+              destination: 'orders',
+              consumer,
+              // SIGKILL: with an fsync per write, what Redis acknowledged is on disk already.
+              stop: () => stopProcess(server, 'SIGKILL'),
+              async start() {
+                server = await startRedisServer(port, dir);
+              },
+              async close() {
+                await consumer.close();
+                await stopProcess(server, 'SIGKILL');
+                rmSync(dir, { recursive: true, force: true });
+              },
+            };
+          },
+        }),
+    async lostAck() {
+      const proxy = await TcpProxy.start(REDIS_URL, 6379);
+      const d = await destination('lostack');
+      const consumer = await streamReader(REDIS_URL, d);
+      return {
+        publisher: redisPublisher({ url: proxy.url(REDIS_URL), timeoutMs: 3000 }),
+        destination: d,
+        consumer,
+        loseReplies: () => proxy.loseReplies(),
+        cut: () => proxy.cut(),
+        async close() {
+          await consumer.close();
+          await proxy.close();
+        },
+      };
     },
     async close() {
       if (streams.length > 0) await admin.del(streams);
