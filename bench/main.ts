@@ -1,16 +1,19 @@
 /**
  * `npm run bench`: ours against a plain reference relay (bench/reference-relay.ts) on the real
  * PostgreSQL and NATS JetStream of this machine, every figure as a ratio to the reference from
- * the same run (or, where there is no reference to speak of, to the baseline the row names).
+ * the same run (or, where there is no reference to speak of, to the baseline the row names:
+ * for each broker — Redis Streams, RabbitMQ, MQTT, HTTP, Kafka (librdkafka's mock cluster) — its
+ * raw acked-publish ceiling).
  * Prints one table and writes it into docs/performance.md.
  *
- *   npm run bench                       full run (~10 minutes), writes docs/performance.md
+ *   npm run bench                       full run (~13 minutes), writes docs/performance.md
  *   npm run bench -- --quick            smoke run with small sizes (docs untouched)
  *   npm run bench -- --only latency,write
  */
 import { parseArgs } from 'node:util';
 import { leftovers, openEnv, PREPARE_STATEMENTS } from './env.js';
 import { type ResultRow, renderMachine, renderTable, writeDocs } from './report.js';
+import { type BrokerName, brokerScenario } from './scenarios/brokers.js';
 import { burstScenario } from './scenarios/burst.js';
 import { drainPostgres } from './scenarios/drain.js';
 import { bigDrainScenario } from './scenarios/drain-big.js';
@@ -26,6 +29,11 @@ const SCENARIOS = [
   'drain-inproc',
   'drain-sqlite',
   'burst',
+  'broker-redis',
+  'broker-amqp',
+  'broker-mqtt',
+  'broker-http',
+  'broker-kafka',
   'relays-nats',
   'relays-inproc',
   'latency-inproc',
@@ -37,6 +45,8 @@ type Scenario = (typeof SCENARIOS)[number];
 /** Names that stand for several scenarios in --only. */
 const GROUPS: Record<string, readonly Scenario[]> = {
   drain: ['drain-nats', 'drain-inproc', 'drain-sqlite', 'burst'],
+  // JetStream's row against its ceiling is drain-nats's second row.
+  brokers: ['drain-nats', 'broker-redis', 'broker-amqp', 'broker-mqtt', 'broker-http', 'broker-kafka'],
   relays: ['relays-nats', 'relays-inproc'],
   latency: ['latency-inproc', 'latency-nats'],
 };
@@ -49,28 +59,43 @@ const USAGE = `usage: npm run bench -- [options]
                       (or ${Object.entries(GROUPS)
                         .map(([g, list]) => `${g} = ${list.join(' + ')}`)
                         .join(', ')})
-  --events <n>        backlog size of the drains (default 100000, quick 10000)
+  --events <n>        backlog size of the drains (default 100000, quick 10000) and of each
+                      broker-* ceiling and drain (default 30000, quick 5000)
   --relays <n>        relay processes of the relays-* scenarios (default 4)
   --big-events <n>    backlog of drain-1m (default 1000000, quick 20000)
   --keys <n>          ordering keys (default 1000)
   --batch <n>         batch size of both relays (default 500, our relay's default)
-  --repeats <n>       drains per side, alternating order; the best counts (default 2, quick 1)
-  --seconds <n>       length of each latency and write phase (default 12 / 10, quick 3)
+  --repeats <n>       drains per side (broker rows: drains and ceilings), alternating order;
+                      the best counts (default 2, quick 1)
+  --seconds <n>       length of each latency, write and broker latency phase (default 12 / 10 / 6,
+                      quick 3)
   --rates <list>      latency target rates in events/s (default 500,2000)
+  --broker-rate <n>   commit rate of the broker-* latency phases in events/s (default 1000)
   --docs / --no-docs  write docs/performance.md (default: only on a full run of every scenario)
-env: OUTBOX_BENCH_PG_URL, OUTBOX_BENCH_NATS_URL,
+broker-* rows, one pair per broker (Redis Streams, RabbitMQ, MQTT, HTTP webhooks to a local
+  receiver, Kafka as librdkafka's mock cluster started with kcat): our relay draining PostgreSQL to
+  the broker through our publisher, against the broker's own client publishing the same messages
+  with acks and no database (its raw acked-publish ceiling, same run; bar ≥ 0.8×); then commit →
+  broker ack p99 at --broker-rate, against the raw client's publish → ack p99 at that rate.
+  JetStream's row of this kind is drain-nats's "vs the raw JetStream acked-publish ceiling";
+  --only brokers runs them all.
+env: OUTBOX_BENCH_PG_URL, OUTBOX_BENCH_NATS_URL, OUTBOX_BENCH_REDIS_URL, OUTBOX_BENCH_AMQP_URL,
+     OUTBOX_BENCH_MQTT_URL, OUTBOX_BENCH_KCAT (kcat, which starts librdkafka's mock Kafka cluster),
      OUTBOX_BENCH_PREPARE=0 (our relays with prepareStatements: false, a diagnosis; docs untouched)`;
 
 interface Settings {
   readonly quick: boolean;
   readonly only: readonly Scenario[];
   readonly events: number;
+  readonly brokerEvents: number;
   readonly keys: number;
   readonly batchSize: number;
   readonly repeats: number;
   readonly latencySeconds: number;
   readonly writeSeconds: number;
   readonly rates: readonly number[];
+  readonly brokerRate: number;
+  readonly brokerSeconds: number;
   readonly relays: number;
   readonly bigEvents: number;
   readonly docs: boolean;
@@ -95,6 +120,7 @@ function parseSettings(argv: string[]): Settings {
       repeats: { type: 'string' },
       seconds: { type: 'string' },
       rates: { type: 'string' },
+      'broker-rate': { type: 'string' },
       relays: { type: 'string' },
       'big-events': { type: 'string' },
       docs: { type: 'boolean' },
@@ -123,18 +149,22 @@ function parseSettings(argv: string[]): Settings {
     !values.events &&
     !values.seconds &&
     !values.relays &&
-    !values['big-events'];
+    !values['big-events'] &&
+    !values['broker-rate'];
   const seconds = values.seconds === undefined ? undefined : positive('seconds', values.seconds, 1);
   return {
     quick,
     only: [...only],
     events: positive('events', values.events, quick ? 10_000 : 100_000),
+    brokerEvents: positive('events', values.events, quick ? 5_000 : 30_000),
     keys: positive('keys', values.keys, 1_000),
     batchSize: positive('batch', values.batch, 500),
     repeats: positive('repeats', values.repeats, quick ? 1 : 2),
     latencySeconds: seconds ?? (quick ? 3 : 12),
     writeSeconds: seconds ?? (quick ? 3 : 10),
     rates: (values.rates ?? '500,2000').split(',').map((r) => positive('rates', r, 1)),
+    brokerRate: positive('broker-rate', values['broker-rate'], 1_000),
+    brokerSeconds: seconds ?? (quick ? 3 : 6),
     relays: positive('relays', values.relays, 4),
     bigEvents: positive('big-events', values['big-events'], quick ? 20_000 : 1_000_000),
     docs: values['no-docs'] ? false : (values.docs ?? (full && PREPARE_STATEMENTS === undefined)),
@@ -162,6 +192,14 @@ async function runScenarios(s: Settings, rows: ResultRow[]): Promise<void> {
     if (s.only.includes('burst')) {
       header('burst after idle: PostgreSQL → in-process handler, 1 relay, no ANALYZE');
       rows.push(await burstScenario(env, { ...drain, capSeconds: s.quick ? 20 : 60 }));
+    }
+    for (const name of ['redis', 'amqp', 'mqtt', 'http', 'kafka'] as const satisfies readonly BrokerName[]) {
+      if (!s.only.includes(`broker-${name}`)) continue;
+      const broker = { ...drain, events: s.brokerEvents, rate: s.brokerRate, seconds: s.brokerSeconds };
+      header(
+        `broker: PostgreSQL → ${name}, 1 relay, vs the raw acked-publish ceiling; then commit → ack at ${s.brokerRate}/s`,
+      );
+      rows.push(...(await brokerScenario(env, name, broker)));
     }
     for (const kind of ['nats', 'inproc'] as const) {
       if (!s.only.includes(`relays-${kind}`)) continue;
@@ -191,6 +229,7 @@ async function runScenarios(s: Settings, rows: ResultRow[]): Promise<void> {
       `our relay's defaults otherwise (64 partitions, adaptive polling up to 100 ms, no NOTIFY unless a row says so), ` +
       `${s.relays} relay processes in the relays rows, ${s.bigEvents.toLocaleString('en-US')}-event big drain, ` +
       `latency phases ${s.latencySeconds} s, write phases ${s.writeSeconds} s, ` +
+      `broker rows ${s.brokerEvents.toLocaleString('en-US')} events and latency at ${s.brokerRate}/s for ${s.brokerSeconds} s, ` +
       `${s.repeats} repeat${s.repeats > 1 ? 's' : ''}${s.quick ? ' (--quick)' : ''}` +
       `${PREPARE_STATEMENTS === undefined ? '' : `, our relays with prepareStatements: ${PREPARE_STATEMENTS}`}.`;
     const section = `${renderMachine(env.machine, settings)}\n\n${renderTable(rows)}`;

@@ -12,7 +12,7 @@ export interface ResultRow {
   readonly reference: number | undefined;
   /** Which way is better, for reading the ratio. */
   readonly better: 'higher' | 'lower';
-  /** The bar of issue 3, when this row has one. */
+  /** The bar of issue 3 or 4, when this row has one. */
   readonly bar?: Bar;
   readonly note?: string;
 }
@@ -63,6 +63,16 @@ export function formatNumber(value: number, unit: string): string {
   return Math.round(value).toLocaleString('en-US');
 }
 
+/**
+ * Two decimals, cut toward the worse side (down when higher is better), so that a ratio just
+ * short of a bar never prints as the bar's own value.
+ */
+function formatRatio(ratio: number, better: ResultRow['better']): string {
+  const hundredths = ratio * 100;
+  const cut = better === 'higher' ? Math.floor(hundredths + 1e-9) : Math.ceil(hundredths - 1e-9);
+  return (cut / 100).toFixed(2);
+}
+
 function ratioOf(row: ResultRow): number | undefined {
   if (row.ours === undefined || row.reference === undefined || row.reference === 0) return undefined;
   const ratio = row.ours / row.reference;
@@ -80,7 +90,7 @@ function judge(row: ResultRow, bar: Bar): [string, boolean | undefined] {
       return [`≤ ${bar.value} ${row.unit}`, row.ours === undefined ? undefined : row.ours <= bar.value];
     case 'share-at-least': {
       const share = row.ours === undefined || bar.of === 0 ? undefined : row.ours / bar.of;
-      const text = `≥ ${bar.value}× ${bar.ofLabel}${share === undefined ? '' : ` (${share.toFixed(2)}×)`}`;
+      const text = `≥ ${bar.value}× ${bar.ofLabel}${share === undefined ? '' : ` (${formatRatio(share, 'higher')}×)`}`;
       return [text, share === undefined ? undefined : share >= bar.value];
     }
     case 'check':
@@ -105,7 +115,7 @@ export function renderTable(rows: readonly ResultRow[]): string {
       r.unit,
       r.ours === undefined ? '—' : formatNumber(r.ours, r.unit),
       r.reference === undefined ? '—' : formatNumber(r.reference, r.unit),
-      ratio === undefined ? '—' : `${ratio.toFixed(2)}× (${r.better} is better)`,
+      ratio === undefined ? '—' : `${formatRatio(ratio, r.better)}× (${r.better} is better)`,
       barCell(r),
       r.note ?? '',
     ];

@@ -1,7 +1,8 @@
 /**
  * Where events go, for ours and for the reference alike: JetStream (publish with ack, the
  * event id as Nats-Msg-Id, one connection per relay) or an in-process handler that resolves at
- * once (so the relay itself is what is measured).
+ * once (so the relay itself is what is measured). Ours can also publish through any other
+ * publisher (the brokers scenario).
  */
 import { jetstream } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
@@ -67,21 +68,37 @@ export interface OursOptions {
 
 /** Our outbox on the run's schema, publishing to `kind` under `${prefix}.${phase}.ours.<type>`. */
 export function oursOutbox(env: BenchEnv, options: OursOptions): OursSetup {
+  const publisher =
+    options.kind === 'nats'
+      ? natsPublisher({ url: `nats://${env.natsServers}` })
+      : inProcessPublisher(options.record);
+  return oursOutboxOn(env, publisher, {
+    ...options,
+    destination: `${oursSubject(env, options.phase)}.{type}`,
+  });
+}
+
+export interface OursOnOptions {
+  /** The route's destination template. */
+  readonly destination: string;
+  readonly batchSize: number;
+  readonly notify?: boolean;
+  readonly pgUrl?: string;
+}
+
+/** Our outbox on the run's schema, publishing through `publisher` (closed with the setup). */
+export function oursOutboxOn(env: BenchEnv, publisher: Publisher, options: OursOnOptions): OursSetup {
   const store = postgresStore({
     url: options.pgUrl ?? env.pgUrl,
     schema: env.schema,
     notify: options.notify,
     prepareStatements: PREPARE_STATEMENTS,
   });
-  const publisher =
-    options.kind === 'nats'
-      ? natsPublisher({ url: `nats://${env.natsServers}` })
-      : inProcessPublisher(options.record);
   const timing = newTiming();
   const outbox = createOutbox({
     database: timed(store, { claim: timing.claim, settle: timing.settle }),
     publishers: { bench: timed(publisher, { publish: timing.publish }) },
-    routes: [{ destination: `${oursSubject(env, options.phase)}.{type}` }],
+    routes: [{ destination: options.destination }],
     relay: { batchSize: options.batchSize },
   });
   return {

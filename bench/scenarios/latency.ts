@@ -27,7 +27,7 @@ export interface LatencySettings {
 
 const WRITERS = 8;
 const WARMUP_SECONDS = 1;
-const ARRIVAL_TIMEOUT_MS = 15_000;
+export const ARRIVAL_TIMEOUT_MS = 15_000;
 /** Issue 3: p99 at 2,000 events/s, keeping up. */
 const P99_BAR_RATE = 2_000;
 const P99_BAR_MS: Record<TargetKind, number> = { inproc: 10, nats: 15 };
@@ -40,7 +40,7 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[rank]!;
 }
 
-function runLoad(request: LoadRequest, label: string): Promise<LoadResult> {
+export function runLoad(request: LoadRequest, label: string): Promise<LoadResult> {
   const line = progress(label);
   const worker = new Worker(new URL('../load-worker.js', import.meta.url), { workerData: request });
   return new Promise<LoadResult>((resolve, reject) => {
@@ -71,13 +71,13 @@ interface Run {
 }
 
 /** Arrivals at the in-process handler: id → clockMs(). */
-type Arrivals = Map<string, number>;
+export type Arrivals = Map<string, number>;
 
 /**
  * An in-process run's result with its latencies: the worker's commit times against the
  * handler's arrivals, waiting up to ARRIVAL_TIMEOUT_MS for the stragglers.
  */
-async function pairArrivals(result: LoadResult, arrivals: Arrivals): Promise<LoadResult> {
+export async function pairArrivals(result: LoadResult, arrivals: Arrivals): Promise<LoadResult> {
   const until = clockMs() + ARRIVAL_TIMEOUT_MS;
   while (arrivals.size < result.committed && clockMs() < until) await new Promise((r) => setTimeout(r, 20));
   const latencies: number[] = [];
@@ -182,7 +182,7 @@ async function measureRun(env: BenchEnv, variant: Variant, s: LatencySettings): 
   };
 }
 
-function spread(latencies: readonly number[]): string {
+export function spread(latencies: readonly number[]): string {
   const sorted = [...latencies].sort((a, b) => a - b);
   const ps = [50, 90, 99, 99.9].map((p) => `p${p} ${percentile(sorted, p).toFixed(1)}`).join(', ');
   return `${ps}, max ${(sorted.at(-1) ?? Number.NaN).toFixed(1)} ms over ${sorted.length} events`;
