@@ -33,6 +33,7 @@ import { mqttPublisher } from './publishers/mqtt.js';
 import { natsPublisher } from './publishers/nats.js';
 import { redisPublisher } from './publishers/redis.js';
 import { Relay, type RelayOptions } from './relay/relay.js';
+import { mysqlStore } from './stores/mysql.js';
 import { postgresStore } from './stores/postgres.js';
 import { sqliteStore } from './stores/sqlite.js';
 
@@ -88,7 +89,7 @@ function isPublisher(value: unknown): value is Publisher {
   return typeof value === 'object' && value !== null && typeof (value as Publisher).publish === 'function';
 }
 
-/** A store from a URL: `sqlite:./file.db`, `sqlite:///abs/file.db`, `postgres://…`. */
+/** A store from a URL: `sqlite:./file.db`, `sqlite:///abs/file.db`, `postgres://…`, `mysql://…` or `mariadb://…`. */
 export function storeFromUrl(config: string | DatabaseConfig): Store {
   const options = typeof config === 'string' ? { url: config } : config;
   const { url, ...rest } = options;
@@ -96,6 +97,15 @@ export function storeFromUrl(config: string | DatabaseConfig): Store {
     if ('busyTimeoutMs' in rest)
       throw new OutboxError('INVALID_CONFIG', 'database.busyTimeoutMs applies to SQLite only');
     return postgresStore({ ...rest, url });
+  }
+  if (/^(mysql|mariadb):\/\//i.test(url)) {
+    if ('notify' in rest || 'busyTimeoutMs' in rest) {
+      throw new OutboxError(
+        'INVALID_CONFIG',
+        'database.notify and busyTimeoutMs do not apply to MySQL/MariaDB (its relays poll)',
+      );
+    }
+    return mysqlStore({ ...rest, url });
   }
   if (/^sqlite:/i.test(url)) {
     const path = url.replace(/^sqlite:(\/\/)?/i, '');
@@ -108,7 +118,7 @@ export function storeFromUrl(config: string | DatabaseConfig): Store {
     if ('schema' in rest || 'notify' in rest || 'poolSize' in rest || 'prepareStatements' in rest) {
       throw new OutboxError(
         'INVALID_CONFIG',
-        'database.schema, notify, poolSize and prepareStatements apply to PostgreSQL only',
+        'database.schema, notify, poolSize and prepareStatements do not apply to SQLite',
       );
     }
     return sqliteStore({
@@ -121,7 +131,7 @@ export function storeFromUrl(config: string | DatabaseConfig): Store {
   }
   throw new OutboxError(
     'UNSUPPORTED_URL',
-    `database URL "${url}" is not supported (use sqlite:./file.db or postgres://…)`,
+    `database URL "${url}" is not supported (use sqlite:./file.db, postgres://… or mysql://…)`,
   );
 }
 

@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 
 export const PG_URL = process.env.OUTBOX_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const NATS_URL = process.env.OUTBOX_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
+export const MARIADB_URL = process.env.OUTBOX_TEST_MARIADB_URL ?? 'mysql://root@127.0.0.1:3306/test';
 
 function reachable(url: string, defaultPort: number, timeoutMs = 1500): Promise<boolean> {
   const u = new URL(url);
@@ -40,6 +41,7 @@ export async function serviceSkipReason(
 
 export const pgSkip = () => serviceSkipReason('PostgreSQL', PG_URL, 5432);
 export const natsSkip = () => serviceSkipReason('NATS', NATS_URL, 4222);
+export const mariadbSkip = () => serviceSkipReason('MariaDB', MARIADB_URL, 3306);
 
 /** A unique, valid SQL identifier for a per-test-file schema or table. */
 export function uniqueName(prefix: string): string {

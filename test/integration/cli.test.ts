@@ -122,7 +122,7 @@ describe('outbox CLI on SQLite', () => {
     const bad = await outbox(['status', '--config', config]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/INVALID_CONFIG: .*relay\.batchSize/);
-    const url = await outbox(['status', '--db', 'mysql://x']);
+    const url = await outbox(['status', '--db', 'mongodb://x']);
     expect(url.code).toBe(2);
     expect(url.stderr).toMatch(/UNSUPPORTED_URL/);
     const unmigrated = await outbox(['status', '--db', `sqlite:${join(dir, 'empty.db')}`]);

@@ -5,14 +5,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import mysql from 'mysql2/promise';
 import pg from 'pg';
 import type { Executor, Store } from '../../src/core/ports.js';
 import { fromBetterSqlite3 } from '../../src/executors/better-sqlite3.js';
+import { fromMysql2 } from '../../src/executors/mysql2.js';
 import { fromPg } from '../../src/executors/pg.js';
+import { mysqlStore } from '../../src/stores/mysql.js';
 import { postgresStore } from '../../src/stores/postgres.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import { type StoreHarness, storeConformance } from '../conformance/store.suite.js';
-import { PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
+import { MARIADB_URL, mariadbSkip, PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
 
 storeConformance('sqlite', async (): Promise<StoreHarness> => {
   const dir = mkdtempSync(join(tmpdir(), 'outbox-sqlite-'));
@@ -100,6 +103,53 @@ storeConformance('postgres', async (): Promise<StoreHarness | string> => {
     async close() {
       await Promise.all(stores.map((s) => s.close()));
       await pool.query(`DROP SCHEMA "${schema}" CASCADE`);
+      await pool.end();
+    },
+  };
+});
+
+storeConformance('mariadb', async (): Promise<StoreHarness | string> => {
+  const skip = await mariadbSkip();
+  if (skip) return skip;
+  const schema = uniqueName('outbox_test');
+  const pool = mysql.createPool({ uri: MARIADB_URL, connectionLimit: 8 });
+  await pool.query(`CREATE DATABASE \`${schema}\``);
+  await pool.query(`CREATE TABLE \`${schema}\`.biz (id VARCHAR(64) NOT NULL)`);
+  const stores: Store[] = [];
+  return {
+    async store(options = {}) {
+      const store = mysqlStore({ pool, schema, table: uniqueName('outbox'), ...options });
+      await store.migrate();
+      stores.push(store);
+      return store;
+    },
+    async transaction(_store, fn) {
+      const conn = await pool.getConnection();
+      try {
+        await conn.beginTransaction();
+        const result = await fn(fromMysql2(conn));
+        await conn.commit();
+        return result;
+      } catch (error) {
+        await conn.rollback();
+        throw error;
+      } finally {
+        conn.release();
+      }
+    },
+    // mysql2 does not tell whether a connection is in a transaction; a pool is the handle outside
+    // one that add() can tell apart (and refuses).
+    withoutTransaction: async (_store, fn) => fn(fromMysql2(pool)),
+    async insertBusinessRow(executor, id) {
+      await executor.query(`INSERT INTO \`${schema}\`.biz (id) VALUES (?)`, [id]);
+    },
+    async countBusinessRows(id) {
+      const [rows] = await pool.query(`SELECT count(*) AS n FROM \`${schema}\`.biz WHERE id = ?`, [id]);
+      return Number((rows as { n: number }[])[0]?.n);
+    },
+    async close() {
+      await Promise.all(stores.map((s) => s.close()));
+      await pool.query(`DROP DATABASE \`${schema}\``);
       await pool.end();
     },
   };

@@ -68,7 +68,7 @@ describe('createOutbox: configuration errors name the bad key', () => {
 
   it('refuses a database URL it cannot use (UNSUPPORTED_URL)', () => {
     for (const url of [
-      'mysql://localhost/app',
+      'mongodb://localhost/app',
       'app.db',
       'https://example.com',
       'sqlite::memory:',
@@ -80,7 +80,7 @@ describe('createOutbox: configuration errors name the bad key', () => {
   });
 
   it('refuses bad database options (INVALID_CONFIG)', () => {
-    expectOutboxError(() => make({ database: { url: DB, schema: 'app' } }), 'INVALID_CONFIG', 'PostgreSQL');
+    expectOutboxError(() => make({ database: { url: DB, schema: 'app' } }), 'INVALID_CONFIG', 'SQLite');
     expectOutboxError(
       () => make({ database: { url: DB, tabel: 'x' } as never }),
       'INVALID_CONFIG',
