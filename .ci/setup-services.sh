@@ -8,8 +8,9 @@ set -euo pipefail
 
 WAIT_SECONDS="${OUTBOX_SERVICE_WAIT_SECONDS:-60}"
 REQUIRED=(postgres nats redis rabbitmq mosquitto)
-# Debian packages the tests need: kcat runs librdkafka's mock Kafka cluster (chromium comes later).
-DEBIAN_TOOLS=(kcat)
+# Debian packages the tests need: kcat runs librdkafka's mock Kafka cluster; chromium runs the
+# dashboard test (driven by playwright-core).
+DEBIAN_TOOLS=(kcat chromium)
 
 port_answers() {
   timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
