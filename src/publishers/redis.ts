@@ -25,7 +25,7 @@ import { describeError, OutboxError, PublishError } from '../core/errors.js';
 import type { OutboundMessage, Publisher, PublishResult } from '../core/ports.js';
 
 /** The part of a node-redis client this publisher uses (structural: any v5+ client fits). */
-export interface RedisClientLike {
+export interface RedisClientLike extends RedisStreamWriterLike {
   readonly isReady: boolean;
   withAbortSignal(signal: AbortSignal): RedisStreamWriterLike;
 }
@@ -153,7 +153,7 @@ export function redisPublisher(options: RedisPublisherOptions): RedisPublisher {
       } catch (error) {
         return messages.map(() => ({ ok: false, error }));
       }
-      return publishAll(s, config, messages);
+      return s.client.isReady ? publishConnected(s, config, messages) : publishAll(s, config, messages);
     },
     async close(): Promise<void> {
       closed = true;
@@ -177,10 +177,53 @@ export function redisPublisher(options: RedisPublisherOptions): RedisPublisher {
 }
 
 /**
- * Issues every XADD of the call in the same tick, so node-redis writes them as one pipeline and
- * Redis answers each on its own: one result per message. One deadline for the whole call: when it
- * passes, commands still waiting in the offline queue are withdrawn (never sent later) and the
- * rest count as failed, though Redis may still apply them (a duplicate on retry, never a loss).
+ * The connected path: every XADD of the call issued in the same tick, so node-redis writes them
+ * as one pipeline and Redis answers each on its own: one result per message. Nothing waits in the
+ * offline queue to withdraw, so one timer serves the whole call; a reply that has not come when it
+ * fires counts as failed, though Redis may still apply the command (a duplicate on retry, never a
+ * loss).
+ */
+async function publishConnected(
+  s: Session,
+  config: Config,
+  messages: readonly OutboundMessage[],
+): Promise<PublishResult[]> {
+  const results: (PublishResult | undefined)[] = new Array(messages.length);
+  const replies = Promise.all(
+    messages.map((m, i) =>
+      s.client.xAdd(m.destination, '*', fieldsOf(m, config), config.trim).then(
+        () => {
+          results[i] = PUBLISHED;
+        },
+        (error: unknown) => {
+          results[i] = { ok: false, error: publishErrorOf(error, m.destination) };
+        },
+      ),
+    ),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, config.timeoutMs);
+  });
+  try {
+    await Promise.race([replies, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+  // Array.from, not map: map skips the holes of the replies that never came.
+  return Array.from(
+    results,
+    (r, i) => r ?? { ok: false, error: timeoutError(s, config, messages[i]!.destination, undefined) },
+  );
+}
+
+const PUBLISHED: PublishResult = Object.freeze({ ok: true });
+
+/**
+ * The path while the client is not ready (connecting, or reconnecting): every XADD issued in the
+ * same tick, one deadline for the whole call. When it passes, commands still waiting in the
+ * offline queue are withdrawn (never sent later) and the rest count as failed, though Redis may
+ * still apply them (a duplicate on retry, never a loss).
  */
 async function publishAll(
   s: Session,

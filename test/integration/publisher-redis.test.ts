@@ -52,7 +52,8 @@ describe('redisPublisher options', () => {
 
   it('needs exactly one of client or url', () => {
     expectOutboxError(make({}), 'INVALID_CONFIG', 'exactly one of `client` or `url`');
-    const client = { isReady: true, withAbortSignal: () => ({ xAdd: async () => '1-0' }) };
+    const xAdd = async () => '1-0';
+    const client = { isReady: true, xAdd, withAbortSignal: () => ({ xAdd }) };
     expectOutboxError(make({ client, url }), 'INVALID_CONFIG', 'exactly one of `client` or `url`');
   });
 
