@@ -35,6 +35,8 @@ export interface DispatcherOptions {
   readonly router: Router;
   /** Messages in publish() calls at once per destination. */
   readonly windowPerDestination: number;
+  /** The most messages in one publish() call: results come back per call, so smaller calls free keys sooner. */
+  readonly messagesPerCall: number;
   /** A backstop for a publish() that never settles: its messages fail after this. */
   readonly publishTimeoutMs: number;
   /** Asked right before each send: false leaves the event unsent (skipped). */
@@ -99,12 +101,13 @@ export class Dispatcher {
     q.scheduled = true;
     setImmediate(() => {
       q.scheduled = false;
-      void this.#call(id, q);
+      while (q.waiting.length > 0 && q.sending < this.#o.windowPerDestination) void this.#call(id, q);
     });
   }
 
   async #call(id: string, q: Queue): Promise<void> {
-    const taken = q.waiting.splice(0, this.#o.windowPerDestination - q.sending);
+    const room = Math.min(this.#o.windowPerDestination - q.sending, this.#o.messagesPerCall);
+    const taken = q.waiting.splice(0, room);
     q.sending += taken.length;
     try {
       try {
