@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import Database from 'better-sqlite3';
 import pg from 'pg';
 
 export const PG_URL = process.env.OUTBOX_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -46,6 +47,10 @@ export interface MachineInfo {
   readonly node: string;
   readonly postgres: string;
   readonly nats: string;
+  /** When a scenario ran on MariaDB (its server version). */
+  readonly mariadb?: string;
+  /** The SQLite that better-sqlite3 bundles. */
+  readonly sqlite: string;
   readonly commit: string;
   readonly date: string;
   /** 1/5/15-minute load averages when the run started: others' work on these cores is noise. */
@@ -88,6 +93,15 @@ export async function endSessions(admin: pg.Pool, name: string): Promise<number>
     [name],
   );
   return Number(rows[0]?.n ?? 0);
+}
+
+function sqliteVersion(): string {
+  const db = new Database(':memory:');
+  try {
+    return String((db.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v);
+  } finally {
+    db.close();
+  }
 }
 
 function natsServersOf(url: string): string {
@@ -143,6 +157,7 @@ export async function openEnv(): Promise<BenchEnv> {
       node: process.version,
       postgres: String(rows[0]?.server_version ?? 'unknown').split(' ')[0]!,
       nats: nc.info?.version ?? 'unknown',
+      sqlite: sqliteVersion(),
       commit: gitCommit(),
       date: new Date().toISOString().slice(0, 16).replace('T', ' '),
       loadAtStart: loadavg()

@@ -18,13 +18,14 @@ export interface ResultRow {
 }
 
 /**
- * How a row is judged: ours / reference at least `value`; ours at most `value` (in the row's
+ * How a row is judged: ours / reference at least (or at most) `value`; ours at most `value` (in the row's
  * unit); ours / `of` at least `value` (a share of a baseline that is not the reference, e.g.
  * business-only transactions); or a yes/no `check` computed by the scenario.
  * `invalid` says why the figure cannot count for the bar (e.g. the load did not reach its rate).
  */
 export type Bar =
   | { readonly kind: 'ratio-at-least'; readonly value: number; readonly invalid?: string }
+  | { readonly kind: 'ratio-at-most'; readonly value: number; readonly invalid?: string }
   | { readonly kind: 'value-at-most'; readonly value: number; readonly invalid?: string }
   | {
       readonly kind: 'share-at-least';
@@ -58,7 +59,7 @@ export function progress(label: string): { update(text: string): void; done(text
 
 export function formatNumber(value: number, unit: string): string {
   if (!Number.isFinite(value)) return value > 0 ? '∞' : '—';
-  if (unit === 'ms') return value < 10 ? value.toFixed(2) : value.toFixed(1);
+  if (unit === 'ms' || unit === 'µs') return value < 10 ? value.toFixed(2) : value.toFixed(1);
   if (unit === 'MB') return value.toFixed(1);
   return Math.round(value).toLocaleString('en-US');
 }
@@ -85,6 +86,10 @@ function judge(row: ResultRow, bar: Bar): [string, boolean | undefined] {
     case 'ratio-at-least': {
       const ratio = ratioOf(row);
       return [`≥ ${bar.value}×`, ratio === undefined ? undefined : ratio >= bar.value];
+    }
+    case 'ratio-at-most': {
+      const ratio = ratioOf(row);
+      return [`≤ ${bar.value}×`, ratio === undefined ? undefined : ratio <= bar.value];
     }
     case 'value-at-most':
       return [`≤ ${bar.value} ${row.unit}`, row.ours === undefined ? undefined : row.ours <= bar.value];
@@ -129,7 +134,8 @@ export function renderTable(rows: readonly ResultRow[]): string {
 export function renderMachine(m: MachineInfo, settings: string): string {
   return [
     `Run ${m.date} UTC, commit ${m.commit}.`,
-    `Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB; Node ${m.node}; PostgreSQL ${m.postgres}; NATS ${m.nats}; load average at start ${m.loadAtStart}.`,
+    `Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB; Node ${m.node}; PostgreSQL ${m.postgres}; ` +
+      `${m.mariadb ? `MariaDB ${m.mariadb}; ` : ''}SQLite ${m.sqlite}; NATS ${m.nats}; load average at start ${m.loadAtStart}.`,
     settings,
   ].join('\n');
 }
