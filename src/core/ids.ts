@@ -65,13 +65,26 @@ export function isUuid(value: unknown): value is string {
 }
 
 const encoder = new TextEncoder();
+/** Reused for ASCII keys (the common case): their UTF-8 bytes are their char codes. */
+const asciiBuffer = new Uint8Array(1024);
+
+/** The key's bytes in a shared buffer when it is ASCII and short, else undefined. */
+function asciiBytes(key: string): Uint8Array | undefined {
+  if (key.length > asciiBuffer.length) return undefined;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c > 0x7f) return undefined;
+    asciiBuffer[i] = c;
+  }
+  return asciiBuffer.subarray(0, key.length);
+}
 
 /**
  * MurmurHash3 (x86, 32-bit, seed 0) of the key's UTF-8 bytes, as an unsigned integer.
  * Stored with each event so that partition = hash mod P needs no data migration.
  */
 export function keyHash(key: string): number {
-  const data = encoder.encode(key);
+  const data = asciiBytes(key) ?? encoder.encode(key);
   const len = data.length;
   const blocks = len & ~3;
   let h = 0;

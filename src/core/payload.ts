@@ -124,14 +124,64 @@ function walk(value: unknown, path: string, strict: boolean, ancestors: object[]
 }
 
 /**
+ * The fast first look, on the hot path of every add(): true when `value` holds only what
+ * JSON.stringify keeps as is (strings are left to the check of the JSON text). Anything else,
+ * even what may turn out fine (a toJSON() other than Date's), returns false, and the walk
+ * with paths decides.
+ */
+function plain(value: unknown, strict: boolean, ancestors: object[]): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value);
+    case 'object':
+      break;
+    default:
+      return false;
+  }
+  if (value === null) return true;
+  if (value instanceof Date) return !Number.isNaN(value.getTime());
+  if (ancestors.length >= MAX_DEPTH || ancestors.includes(value)) return false;
+  if (Array.isArray(value)) {
+    ancestors.push(value);
+    for (let i = 0; i < value.length; i++) if (!plain(value[i], strict, ancestors)) return false;
+    ancestors.pop();
+    return true;
+  }
+  // A class instance (refused when strict, serialised as JSON.stringify does otherwise) or an
+  // object with its own toJSON(): the walk decides.
+  if (!isPlainObject(value) || typeof (value as { toJSON?: unknown }).toJSON === 'function') return false;
+  ancestors.push(value);
+  for (const k in value) {
+    if (!Object.hasOwn(value, k)) continue;
+    const child = (value as Record<string, unknown>)[k];
+    if (child !== undefined && !plain(child, strict, ancestors)) return false;
+  }
+  ancestors.pop();
+  return true;
+}
+
+/**
+ * A NUL character or a lone surrogate as JSON.stringify writes them: `\u0000` and `\udXXX`
+ * escapes (a well-formed pair is written as is), after an even number of backslashes (an odd one
+ * would make the first backslash part of an escaped backslash in the text).
+ */
+const BAD_CHARACTER_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u(?:0000|d[89a-f])/;
+
+/**
  * The JSON text of `value`, or a typed OutboxError saying exactly what cannot be stored.
  * `undefined` as the whole payload means "no payload" and serialises as `null`.
  */
 export function serializeJson(value: unknown, options: SerializeOptions): string {
   if (value === undefined) return 'null';
-  walk(value, options.path, options.strict, []);
+  // The walk builds a path for every value: only when the fast look has doubts, or to name
+  // where a character the JSON text shows came from.
+  if (!plain(value, options.strict, [])) walk(value, options.path, options.strict, []);
+  let text: string;
   try {
-    return JSON.stringify(value);
+    text = JSON.stringify(value);
   } catch (cause) {
     // A toJSON() that throws, or a getter with side effects: report it, typed.
     throw new OutboxError('PAYLOAD_NOT_SERIALIZABLE', `${options.path} could not be serialised`, {
@@ -139,4 +189,6 @@ export function serializeJson(value: unknown, options: SerializeOptions): string
       details: { path: options.path },
     });
   }
+  if (BAD_CHARACTER_ESCAPE.test(text)) walk(value, options.path, options.strict, []);
+  return text;
 }

@@ -44,6 +44,8 @@ interface CompiledRoute {
   readonly publisher: string;
   readonly template: string;
   readonly placeholders: readonly string[];
+  /** The template split at its placeholders: literal, placeholder, literal, … (literals may be ''). */
+  readonly pieces: readonly string[];
   readonly matchType: RegExp | undefined;
   readonly matchAggregate: RegExp | undefined;
   readonly allow: readonly RegExp[];
@@ -85,6 +87,7 @@ function compile(route: RouteConfig, index: number, defaultPublisher: string | u
     publisher,
     template,
     placeholders,
+    pieces: template.split(/\{([^}]*)\}/),
     matchType: route.type === undefined ? undefined : globToRegExp(route.type),
     matchAggregate: route.aggregateType === undefined ? undefined : globToRegExp(route.aggregateType),
     allow: route.allow ? [globToRegExp(route.allow)] : [new RegExp(`^${shape}$`, 's')],
@@ -149,7 +152,10 @@ export class Router {
         );
       }
     } else {
-      destination = route.template.replace(/\{([^}]*)\}/g, (_, name: string) => {
+      // Odd pieces are placeholder names (split with a capturing group), even ones literal text.
+      destination = route.pieces[0]!;
+      for (let i = 1; i < route.pieces.length; i += 2) {
+        const name = route.pieces[i]!;
         const value =
           name === 'type'
             ? event.type
@@ -163,8 +169,8 @@ export class Router {
             { details: { path, route: route.index } },
           );
         }
-        return value;
-      });
+        destination += value + route.pieces[i + 1]!;
+      }
     }
     const grammar = this.#grammars.get(route.publisher) ?? genericGrammar;
     const problem = grammar(destination);

@@ -161,6 +161,17 @@ describe('serializeJson: each refusal, with its path in the message', () => {
     expectOutboxError(() => ser({ '\udc00': 1 }), 'INVALID_CHARACTERS', 'property name');
     // A well-formed surrogate pair is fine.
     expect(ser({ emoji: '\ud83d\ude42' })).toBe('{"emoji":"🙂"}');
+    // The text of an escape is fine (the JSON text escapes its backslash); a backslash right
+    // before a bad character is not.
+    expect(ser({ text: '\\u0000 and \\ud800', two: '\\\\u0000' })).toBe(
+      '{"text":"\\\\u0000 and \\\\ud800","two":"\\\\\\\\u0000"}',
+    );
+    expectOutboxError(() => ser({ path: 'C:\\\u0000' }), 'INVALID_CHARACTERS', 'event.payload.path', 'NUL');
+    expectOutboxError(
+      () => ser({ deep: [{ x: '\\\\\ud800' }] }),
+      'INVALID_CHARACTERS',
+      'event.payload.deep[0].x',
+    );
   });
 
   it('also refuses bad characters with strict: false', () => {
