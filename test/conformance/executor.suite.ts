@@ -142,6 +142,39 @@ export function describeExecutor<Tx>(
       );
     /** A transaction that must fail; a synchronous throw counts as its rejection. */
     const failing = (fn: (tx: Tx) => unknown) => (async () => h.transaction(fn))();
+    /**
+     * Adds an event with its business row in a transaction that `end` then fails (a throw, a
+     * killed connection); `rejects` checks the failure. Afterwards neither the event nor the row exists.
+     */
+    const expectAbandoned = async (
+      end: (tx: Tx) => unknown,
+      rejects: (failed: Promise<unknown>) => Promise<void>,
+    ) => {
+      const id = randomUUID();
+      let eventId: unknown;
+      await rejects(
+        failing((tx) =>
+          inOrder(
+            () => addWithRow(tx, id),
+            (added) => {
+              eventId = added;
+              return end(tx);
+            },
+          ),
+        ),
+      );
+      expect(eventId).toBeTypeOf('string');
+      expect(await h.countBusinessRows(id)).toBe(0);
+      expect(await h.store.get(eventId as string)).toBeUndefined();
+    };
+    /** add() through `executor` is refused (NOT_IN_TRANSACTION) before any SQL, and stores nothing. */
+    const expectRefused = async (executor: Executor) => {
+      const counting = countingExecutor(executor);
+      const id = randomUUID();
+      expectOutboxError(() => outbox.add(counting, order(id, { id })), 'NOT_IN_TRANSACTION');
+      expect(counting.statements).toBe(0);
+      expect(await h.store.get(id)).toBeUndefined();
+    };
 
     it('commit: the event is stored with its business row, and relayed', async () => {
       const id = randomUUID();
@@ -232,24 +265,14 @@ export function describeExecutor<Tx>(
       }
     });
 
-    scenario('rollback')('rollback: neither the event nor the business row exists', async () => {
-      const id = randomUUID();
-      let eventId: unknown;
-      await expect(
-        failing((tx) =>
-          inOrder(
-            () => addWithRow(tx, id),
-            (added) => {
-              eventId = added;
-              throw new RolledBack();
-            },
-          ),
-        ),
-      ).rejects.toBeInstanceOf(RolledBack);
-      expect(eventId).toBeTypeOf('string');
-      expect(await h.countBusinessRows(id)).toBe(0);
-      expect(await h.store.get(eventId as string)).toBeUndefined();
-    });
+    scenario('rollback')('rollback: neither the event nor the business row exists', () =>
+      expectAbandoned(
+        () => {
+          throw new RolledBack();
+        },
+        (failed) => expect(failed).rejects.toBeInstanceOf(RolledBack),
+      ),
+    );
 
     scenario('savepoint')(
       "a savepoint rolled back takes its events with it; the transaction's others commit",
@@ -295,43 +318,19 @@ export function describeExecutor<Tx>(
     scenario('kill')(
       'one transaction: its connection killed before commit, neither the event nor the row exists',
       async (ctx) => {
-        const kill = h.kill;
-        if (typeof kill === 'string') return ctx.skip(kill);
-        const id = randomUUID();
-        let eventId: unknown;
-        await expect(
-          failing((tx) =>
-            inOrder(
-              () => addWithRow(tx, id),
-              (added) => {
-                eventId = added;
-                return kill(tx);
-              },
-            ),
-          ),
-        ).rejects.toBeTruthy();
-        expect(eventId).toBeTypeOf('string');
-        expect(await h.countBusinessRows(id)).toBe(0);
-        expect(await h.store.get(eventId as string)).toBeUndefined();
+        if (typeof h.kill === 'string') return ctx.skip(h.kill);
+        await expectAbandoned(h.kill, (failed) => expect(failed).rejects.toBeTruthy());
       },
     );
 
     it('a handle outside a transaction is refused, before any SQL', async (ctx) => {
       if (typeof h.outside === 'string') return ctx.skip(h.outside);
-      const counting = countingExecutor(h.outside());
-      const id = randomUUID();
-      expectOutboxError(() => outbox.add(counting, order(id, { id })), 'NOT_IN_TRANSACTION');
-      expect(counting.statements).toBe(0);
-      expect(await h.store.get(id)).toBeUndefined();
+      await expectRefused(h.outside());
     });
 
     it('the handle of a transaction that has ended is refused, before any SQL', async (ctx) => {
       if (typeof h.ended === 'string') return ctx.skip(h.ended);
-      const counting = countingExecutor(await h.ended());
-      const id = randomUUID();
-      expectOutboxError(() => outbox.add(counting, order(id, { id })), 'NOT_IN_TRANSACTION');
-      expect(counting.statements).toBe(0);
-      expect(await h.store.get(id)).toBeUndefined();
+      await expectRefused(await h.ended());
     });
   });
 }

@@ -12,29 +12,19 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromBetterSqlite3 } from '../../src/executors/better-sqlite3.js';
 import { fromPg } from '../../src/executors/pg.js';
-import { createOutbox, silentLogger } from '../../src/index.js';
+import { createOutbox } from '../../src/index.js';
 import { postgresStore } from '../../src/stores/postgres.js';
-import { memoryPublisher, seededRandom } from '../../src/testing/index.js';
+import {
+  expectPublishedInCommitOrder,
+  expectStoredOutOfCommitOrder,
+  orderChanged,
+  produce,
+  TRANSACTIONS,
+  WORKERS,
+} from '../helpers/commit-order.js';
 import { PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
 
 const skip = await pgSkip();
-const WORKERS = 8;
-const TRANSACTIONS = 400;
-const KEYS = 6;
-const seed = Number(process.env.OUTBOX_TEST_SEED ?? 7);
-
-/** Pairs of same-key events published (or stored) in the opposite order of their commits. */
-function inversions(
-  committed: ReadonlyMap<string, string[]>,
-  observed: readonly { id: string; key: string }[],
-) {
-  const position = new Map(observed.map((e, i) => [e.id, i]));
-  let count = 0;
-  for (const ids of committed.values()) {
-    for (let i = 1; i < ids.length; i++) if (position.get(ids[i - 1]!)! > position.get(ids[i]!)!) count++;
-  }
-  return count;
-}
 
 describe.skipIf(skip)('per-key order is commit order (PostgreSQL, concurrent producers)', () => {
   const schema = uniqueName('outbox_commit');
@@ -49,71 +39,42 @@ describe.skipIf(skip)('per-key order is commit order (PostgreSQL, concurrent pro
     await pool.end();
   });
 
-  /**
-   * Runs the workload; `write` adds one event for `key` on the client's open transaction and
-   * returns its id. Returns each key's ids in the order their COMMITs completed.
-   */
-  async function produce(write: (client: pg.PoolClient, key: string) => Promise<string>) {
-    console.log(`commit-order: seed ${seed} (OUTBOX_TEST_SEED reproduces a run)`);
-    const random = seededRandom(seed);
-    const committed = new Map<string, string[]>();
-    let started = 0;
-    await Promise.all(
-      Array.from({ length: WORKERS }, async () => {
-        const client = await pool.connect();
-        try {
-          while (started++ < TRANSACTIONS) {
-            const key = `order:${Math.floor(random() * KEYS)}`;
-            const holdMs = random() * 4;
-            await client.query('BEGIN');
-            const id = await write(client, key);
-            await new Promise((r) => setTimeout(r, holdMs));
-            await client.query('COMMIT');
-            committed.set(key, [...(committed.get(key) ?? []), id]);
-          }
-        } finally {
-          client.release();
-        }
-      }),
-    );
-    return committed;
-  }
+  /** The workload; `write` adds one event for `key` on the client's open transaction and returns its id. */
+  const produceOnPg = (write: (client: pg.PoolClient, key: string) => Promise<string>) =>
+    produce({
+      label: 'commit-order',
+      connections: {
+        connect: () => pool.connect(),
+        begin: (client) => client.query('BEGIN'),
+        commit: (client) => client.query('COMMIT'),
+        release: (client) => client.release(),
+      },
+      commitOrder: 'returned',
+      write: async (client, key) => [[key, await write(client, key)]],
+    });
 
-  it('add() takes a per-key lock: published order equals commit order for every key', async () => {
-    const publisher = memoryPublisher();
-    const outbox = createOutbox({
-      database: postgresStore({ pool, schema, table: 'with_lock' }),
-      publishers: { memory: publisher },
-      relay: { logger: silentLogger },
-    });
-    await outbox.migrate();
-    const committed = await produce(async (client, key) => {
-      const [type, id] = key.split(':') as [string, string];
-      return outbox.add(fromPg(client), { type: 'order.changed', aggregateType: type, aggregateId: id });
-    });
-    await outbox.relay().drain();
-    expect(publisher.messages).toHaveLength(TRANSACTIONS);
-    expect(inversions(committed, publisher.messages)).toBe(0);
-    await outbox.close();
-  });
+  it('add() takes a per-key lock: published order equals commit order for every key', () =>
+    expectPublishedInCommitOrder(
+      postgresStore({ pool, schema, table: 'with_lock' }),
+      TRANSACTIONS,
+      (outbox) => produceOnPg((client, key) => outbox.add(fromPg(client), orderChanged(key))),
+    ));
 
-  it('control: a plain INSERT without the lock stores same-key events out of commit order', async () => {
-    const store = postgresStore({ pool, schema, table: 'no_lock' });
-    await store.migrate();
-    const committed = await produce(async (client, key) => {
-      const { rows } = await client.query(
-        `INSERT INTO "${schema}".no_lock (id, key, key_hash, type, destination, payload)
-         VALUES (gen_random_uuid(), $1, 0, 'order.changed', 'orders', '{}') RETURNING id`,
-        [key],
-      );
-      return String(rows[0].id);
-    });
-    const { rows } = await pool.query(`SELECT id, key FROM "${schema}".no_lock ORDER BY seq`);
-    const found = inversions(committed, rows);
-    console.log(`commit-order control: ${found} same-key pairs stored out of commit order without the lock`);
-    expect(found).toBeGreaterThan(0);
-    await store.close();
-  });
+  it('control: a plain INSERT without the lock stores same-key events out of commit order', () =>
+    expectStoredOutOfCommitOrder(
+      'commit-order',
+      postgresStore({ pool, schema, table: 'no_lock' }),
+      () =>
+        produceOnPg(async (client, key) => {
+          const { rows } = await client.query(
+            `INSERT INTO "${schema}".no_lock (id, key, key_hash, type, destination, payload)
+             VALUES (gen_random_uuid(), $1, 0, 'order.changed', 'orders', '{}') RETURNING id`,
+            [key],
+          );
+          return String(rows[0].id);
+        }),
+      async () => (await pool.query(`SELECT id, key FROM "${schema}".no_lock ORDER BY seq`)).rows,
+    ));
 });
 
 describe('per-key order is commit order (SQLite: one writer at a time)', () => {

@@ -15,34 +15,21 @@ import { randomUUID } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromMysql2 } from '../../src/executors/mysql2.js';
-import { createOutbox, type OutboxEvent, silentLogger } from '../../src/index.js';
+import { createOutbox } from '../../src/index.js';
 import { mysqlStore } from '../../src/stores/mysql.js';
-import { memoryPublisher, seededRandom } from '../../src/testing/index.js';
+import {
+  expectPublishedInCommitOrder,
+  expectStoredOutOfCommitOrder,
+  KEYS,
+  orderChanged,
+  produce,
+  TRANSACTIONS,
+  WORKERS,
+  type WorkloadOptions,
+} from '../helpers/commit-order.js';
 import { MARIADB_URL, mariadbSkip, uniqueName } from '../helpers/services.js';
 
 const skip = await mariadbSkip();
-const WORKERS = 8;
-const TRANSACTIONS = 400;
-const KEYS = 6;
-const seed = Number(process.env.OUTBOX_TEST_SEED ?? 7);
-
-/** Pairs of same-key events published (or stored) in the opposite order of their commits. */
-function inversions(
-  committed: ReadonlyMap<string, string[]>,
-  observed: readonly { id: string; key: string }[],
-) {
-  const position = new Map(observed.map((e, i) => [e.id, i]));
-  let count = 0;
-  for (const ids of committed.values()) {
-    for (let i = 1; i < ids.length; i++) if (position.get(ids[i - 1]!)! > position.get(ids[i]!)!) count++;
-  }
-  return count;
-}
-
-const event = (key: string): OutboxEvent => {
-  const [type, id] = key.split(':') as [string, string];
-  return { type: 'order.changed', aggregateType: type, aggregateId: id };
-};
 
 describe.skipIf(skip)('per-key order is commit order (MariaDB, concurrent producers)', () => {
   const schema = uniqueName('outbox_commit');
@@ -57,104 +44,62 @@ describe.skipIf(skip)('per-key order is commit order (MariaDB, concurrent produc
     await pool.end();
   });
 
-  /**
-   * Runs the workload; `write` adds events (one for `key`, maybe more) on the connection's open
-   * transaction and returns their [key, id] pairs. Returns each key's ids in the order their
-   * transactions sent COMMIT (those that committed).
-   */
-  async function produce(
-    write: (conn: mysql.PoolConnection, key: string) => Promise<readonly (readonly [string, string])[]>,
-  ) {
-    console.log(`mysql commit-order: seed ${seed} (OUTBOX_TEST_SEED reproduces a run)`);
-    const random = seededRandom(seed);
-    const committed = new Map<string, [number, string][]>();
-    let started = 0;
-    let commits = 0;
-    await Promise.all(
-      Array.from({ length: WORKERS }, async () => {
-        const conn = await pool.getConnection();
-        try {
-          while (started++ < TRANSACTIONS) {
-            const key = `order:${Math.floor(random() * KEYS)}`;
-            const holdMs = random() * 4;
-            await conn.beginTransaction();
-            const added = await write(conn, key);
-            await new Promise((r) => setTimeout(r, holdMs));
-            const order = commits++;
-            await conn.commit();
-            for (const [k, id] of added) committed.set(k, [...(committed.get(k) ?? []), [order, id]]);
-          }
-        } finally {
-          conn.release();
-        }
-      }),
-    );
-    return new Map(
-      [...committed].map(([k, ids]) => [k, ids.sort((a, b) => a[0] - b[0]).map(([, id]) => id)]),
-    );
-  }
-
-  it('add() locks its keys before taking a seq: published order equals commit order for every key', async () => {
-    const publisher = memoryPublisher();
-    const outbox = createOutbox({
-      database: mysqlStore({ pool, schema, table: 'with_lock' }),
-      publishers: { memory: publisher },
-      relay: { logger: silentLogger },
+  /** The workload, its commit order the order in which transactions sent COMMIT. */
+  const produceOnMysql = (write: WorkloadOptions<mysql.PoolConnection>['write']) =>
+    produce({
+      label: 'mysql commit-order',
+      connections: {
+        connect: () => pool.getConnection(),
+        begin: (conn) => conn.beginTransaction(),
+        commit: (conn) => conn.commit(),
+        release: (conn) => conn.release(),
+      },
+      commitOrder: 'sent',
+      write,
     });
-    await outbox.migrate();
-    const committed = await produce(async (conn, key) => [
-      [key, await outbox.add(fromMysql2(conn), event(key))],
-    ]);
-    await outbox.relay().drain();
-    expect(publisher.messages).toHaveLength(TRANSACTIONS);
-    expect(inversions(committed, publisher.messages)).toBe(0);
-    await outbox.close();
-  });
 
-  it('the same with batches of several keys per add() (the lock rows taken in slot order)', async () => {
-    const publisher = memoryPublisher();
-    const outbox = createOutbox({
-      database: mysqlStore({ pool, schema, table: 'with_lock_batch' }),
-      publishers: { memory: publisher },
-      relay: { logger: silentLogger },
-    });
-    await outbox.migrate();
+  it('add() locks its keys before taking a seq: published order equals commit order for every key', () =>
+    expectPublishedInCommitOrder(mysqlStore({ pool, schema, table: 'with_lock' }), TRANSACTIONS, (outbox) =>
+      produceOnMysql(async (conn, key) => [[key, await outbox.add(fromMysql2(conn), orderChanged(key))]]),
+    ));
+
+  it('the same with batches of several keys per add() (the lock rows taken in slot order)', () => {
     let n = 0;
-    const committed = await produce(async (conn, key) => {
-      // Two keys per batch, in either order between batches: the lock rows are taken in slot order.
-      const other = `order:${(Number(key.split(':')[1]) + 1 + (n++ % (KEYS - 1))) % KEYS}`;
-      const ids = await outbox.add(fromMysql2(conn), [event(key), event(other)]);
-      return [
-        [key, ids[0]!],
-        [other, ids[1]!],
-      ];
-    });
-    await outbox.relay().drain();
-    expect(publisher.messages).toHaveLength(2 * TRANSACTIONS);
-    expect(inversions(committed, publisher.messages)).toBe(0);
-    await outbox.close();
+    return expectPublishedInCommitOrder(
+      mysqlStore({ pool, schema, table: 'with_lock_batch' }),
+      2 * TRANSACTIONS,
+      (outbox) =>
+        produceOnMysql(async (conn, key) => {
+          // Two keys per batch, in either order between batches: the lock rows are taken in slot order.
+          const other = `order:${(Number(key.split(':')[1]) + 1 + (n++ % (KEYS - 1))) % KEYS}`;
+          const ids = await outbox.add(fromMysql2(conn), [orderChanged(key), orderChanged(other)]);
+          return [
+            [key, ids[0]!],
+            [other, ids[1]!],
+          ];
+        }),
+    );
   });
 
-  it('control: a plain INSERT without the lock stores same-key events out of commit order', async () => {
-    const store = mysqlStore({ pool, schema, table: 'no_lock' });
-    await store.migrate();
-    const committed = await produce(async (conn, key) => {
-      const id = randomUUID();
-      await conn.execute(
-        `INSERT INTO \`${schema}\`.no_lock (id, \`key\`, key_hash, type, destination, payload, headers, history,
-           created_at, available_at) VALUES (?, ?, 0, 'order.changed', 'orders', '{}', '{}', '[]', 0, 0)`,
-        [id, key],
-      );
-      return [[key, id]];
-    });
-    const [rows] = await pool.query(`SELECT id, \`key\` FROM \`${schema}\`.no_lock ORDER BY seq`);
-    const found = inversions(committed, rows as { id: string; key: string }[]);
-    console.log(
-      `mysql commit-order control: ${found} same-key pairs stored out of commit order without the lock`,
-    );
-    expect(found).toBeGreaterThan(0);
-    await store.close();
-  });
+  it('control: a plain INSERT without the lock stores same-key events out of commit order', () =>
+    expectStoredOutOfCommitOrder(
+      'mysql commit-order',
+      mysqlStore({ pool, schema, table: 'no_lock' }),
+      () =>
+        produceOnMysql(async (conn, key) => {
+          const id = randomUUID();
+          await conn.execute(
+            `INSERT INTO \`${schema}\`.no_lock (id, \`key\`, key_hash, type, destination, payload, headers, history,
+               created_at, available_at) VALUES (?, ?, 0, 'order.changed', 'orders', '{}', '{}', '[]', 0, 0)`,
+            [id, key],
+          );
+          return [[key, id]];
+        }),
+      async () => {
+        const [rows] = await pool.query(`SELECT id, \`key\` FROM \`${schema}\`.no_lock ORDER BY seq`);
+        return rows as { id: string; key: string }[];
+      },
+    ));
 
   it('a producer waiting for a key holds back that key only, and takes its seq after the first commits', async () => {
     const store = mysqlStore({ pool, schema, table: 'waiting' });
@@ -165,18 +110,20 @@ describe.skipIf(skip)('per-key order is commit order (MariaDB, concurrent produc
       // A stuck wait fails the test in seconds, not after InnoDB's default 50 s.
       for (const conn of [second!, other!]) await conn.query('SET SESSION innodb_lock_wait_timeout = 10');
       await first!.beginTransaction();
-      const a1 = await outbox.add(fromMysql2(first!), event('order:A'));
+      const a1 = await outbox.add(fromMysql2(first!), orderChanged('order:A'));
       await second!.beginTransaction();
       let secondDone = false;
       // A batch: its key B lock is free, its key A lock is not, so nothing of it may be inserted yet.
-      const waiting = outbox.add(fromMysql2(second!), [event('order:B'), event('order:A')]).finally(() => {
-        secondDone = true;
-      });
+      const waiting = outbox
+        .add(fromMysql2(second!), [orderChanged('order:B'), orderChanged('order:A')])
+        .finally(() => {
+          secondDone = true;
+        });
       await new Promise((r) => setTimeout(r, 300));
       expect(secondDone).toBe(false);
       // Another key meanwhile: neither the key lock nor an AUTO-INC lock of the waiting batch stops it.
       await other!.beginTransaction();
-      const c1 = await outbox.add(fromMysql2(other!), event('order:C'));
+      const c1 = await outbox.add(fromMysql2(other!), orderChanged('order:C'));
       await other!.commit();
       expect(secondDone).toBe(false);
       await first!.commit();
@@ -200,9 +147,9 @@ describe.skipIf(skip)('per-key order is commit order (MariaDB, concurrent produc
     try {
       await second!.query('SET SESSION innodb_lock_wait_timeout = 10');
       await first!.beginTransaction();
-      await outbox.add(fromMysql2(first!), event('order:R'));
+      await outbox.add(fromMysql2(first!), orderChanged('order:R'));
       await second!.beginTransaction();
-      const waiting = outbox.add(fromMysql2(second!), event('order:R'));
+      const waiting = outbox.add(fromMysql2(second!), orderChanged('order:R'));
       await new Promise((r) => setTimeout(r, 100));
       await first!.rollback();
       const id = await waiting;

@@ -9,13 +9,14 @@
 import mysqlCallback from 'mysql2';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OutboxError } from '../../src/core/errors.js';
 import type { Store } from '../../src/core/ports.js';
 import { fromMysql2 } from '../../src/executors/mysql2.js';
 import { createOutbox, type Outbox, type OutboxEvent, storeFromUrl } from '../../src/index.js';
 import { mysqlStore } from '../../src/stores/mysql.js';
 import { memoryPublisher, runOnce } from '../../src/testing/index.js';
 import { countingExecutor } from '../helpers/counting.js';
+import { expectCode } from '../helpers/expect-code.js';
+import { inMysqlTransaction } from '../helpers/mysql-transaction.js';
 import { MARIADB_URL, mariadbSkip, uniqueName } from '../helpers/services.js';
 
 const skip = await mariadbSkip();
@@ -37,17 +38,6 @@ const order = (id: string, payload: unknown = { id }): OutboxEvent => ({
   payload,
 });
 
-async function expectCode(promise: Promise<unknown> | (() => unknown), code: string): Promise<OutboxError> {
-  try {
-    await (typeof promise === 'function' ? promise() : promise);
-  } catch (error) {
-    expect(error).toBeInstanceOf(OutboxError);
-    expect((error as OutboxError).code).toBe(code);
-    return error as OutboxError;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
-}
-
 async function newOutbox(options: { migrate?: boolean; maxPayloadBytes?: number } = {}) {
   const table = `t${++tables}`;
   const store = mysqlStore({ pool, schema, table });
@@ -62,21 +52,8 @@ async function newOutbox(options: { migrate?: boolean; maxPayloadBytes?: number 
   return { store, outbox, publisher, table };
 }
 
-/** Runs `fn` in a transaction on its own connection: COMMIT when it returns, ROLLBACK when it throws. */
-async function inTransaction<T>(fn: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
-  const conn = await pool.getConnection();
-  try {
-    await conn.beginTransaction();
-    const result = await fn(conn);
-    await conn.commit();
-    return result;
-  } catch (error) {
-    await conn.rollback();
-    throw error;
-  } finally {
-    conn.release();
-  }
-}
+/** A transaction on the test database's pool. */
+const inTransaction = <T>(fn: (conn: mysql.PoolConnection) => Promise<T>) => inMysqlTransaction(pool, fn);
 
 async function count(sql: string, params: unknown[] = []): Promise<number> {
   const [rows] = await pool.query(sql, params);

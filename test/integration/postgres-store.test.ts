@@ -7,11 +7,11 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OutboxError } from '../../src/core/errors.js';
 import type { Fence, PreparedEvent, Statement, Store } from '../../src/core/ports.js';
 import { fromPg } from '../../src/executors/pg.js';
 import { channelName, type PostgresStoreOptions, postgresStore } from '../../src/stores/postgres.js';
 import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from '../../src/stores/postgres-migrations.js';
+import { expectCode } from '../helpers/expect-code.js';
 import { PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
 
 const skip = await pgSkip();
@@ -48,17 +48,6 @@ async function newStore(options: Partial<PostgresStoreOptions> = {}, migrate = t
 
 const run = (statement: Statement, on: pg.Pool | pg.PoolClient = pool) =>
   on.query(statement.sql, [...statement.params]);
-
-async function expectCode(promise: Promise<unknown> | (() => unknown), code: string): Promise<OutboxError> {
-  try {
-    await (typeof promise === 'function' ? promise() : promise);
-  } catch (error) {
-    expect(error).toBeInstanceOf(OutboxError);
-    expect((error as OutboxError).code).toBe(code);
-    return error as OutboxError;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
-}
 
 async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

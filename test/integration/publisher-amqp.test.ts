@@ -11,8 +11,7 @@ import { join } from 'node:path';
 import { connect } from 'amqplib';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PermanentError, PublishError } from '../../src/core/errors.js';
-import type { OutboundMessage, PublishResult } from '../../src/core/ports.js';
+import { PermanentError } from '../../src/core/errors.js';
 import { fromBetterSqlite3 } from '../../src/executors/better-sqlite3.js';
 import { createOutbox, silentLogger } from '../../src/index.js';
 import { AMQP_PUBLISHER_DEFAULTS, amqpGrammar, amqpPublisher } from '../../src/publishers/amqp.js';
@@ -20,26 +19,13 @@ import type { BatchReport } from '../../src/relay/relay.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import { describePublisher } from '../conformance/publisher.suite.js';
 import { AMQP_URL, type AmqpHarness, amqpHarness, createAmqpHarness } from '../helpers/brokers/amqp.js';
-import { outboundMessage } from '../helpers/brokers/messages.js';
+import { failure, tenantMessage } from '../helpers/brokers/publish-fixtures.js';
 import { expectOutboxError } from '../helpers/expect-error.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 describePublisher('rabbitmq (amqp 0-9-1)', amqpHarness);
 
 const WAIT_MS = 10_000;
-/** The shared test message, with one more header of the event's own. */
-function message(destination: string, over: Partial<OutboundMessage> = {}): OutboundMessage {
-  const base = outboundMessage(destination);
-  return { ...base, headers: { ...base.headers, tenant: 'acme' }, ...over };
-}
-
-function failure(result: PublishResult | undefined): PublishError {
-  expect(result?.ok).toBe(false);
-  const error = (result as { error: unknown }).error;
-  expect(error).toBeInstanceOf(PublishError);
-  return error as PublishError;
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('amqpPublisher options and destinations', () => {
@@ -117,7 +103,7 @@ describe('amqpPublisher (real RabbitMQ)', () => {
   it('sends a persistent message with messageId, type, timestamp, content type and cloudEvents:* headers (trace context included)', async (ctx) => {
     if (skip) ctx.skip(skip);
     const { destination, consumer } = await consumed('props');
-    const sent = message(destination);
+    const sent = tenantMessage(destination);
     expect(await publisher({ url: AMQP_URL, source: 'orders-service' }).publish([sent])).toEqual([
       { ok: true },
     ]);
@@ -147,7 +133,7 @@ describe('amqpPublisher (real RabbitMQ)', () => {
   it('structured mode: the CloudEvents document (trace context included) as the body, application/cloudevents+json, own headers as headers', async (ctx) => {
     if (skip) ctx.skip(skip);
     const { destination, consumer } = await consumed('structured');
-    const sent = message(destination);
+    const sent = tenantMessage(destination);
     expect(await publisher({ url: AMQP_URL, mode: 'structured' }).publish([sent])).toEqual([{ ok: true }]);
     await consumer.waitFor(1, WAIT_MS);
     const got = consumer.messages[0]!;
@@ -175,7 +161,7 @@ describe('amqpPublisher (real RabbitMQ)', () => {
     if (skip) ctx.skip(skip);
     const { destination: queue, consumer } = await consumed('direct', 'queue');
     expect(queue).not.toContain('/');
-    const sent = message(queue);
+    const sent = tenantMessage(queue);
     expect(await publisher().publish([sent])).toEqual([{ ok: true }]);
     const [got] = await consumer.waitFor(1, WAIT_MS);
     expect(got!.attributes.id).toBe(sent.id);
@@ -188,9 +174,9 @@ describe('amqpPublisher (real RabbitMQ)', () => {
     const exchange = destination.split('/')[0]!;
     const p = publisher();
     const results = await p.publish([
-      message(`${exchange}/nobody.binds.this`),
-      message(`outbox_no_such_queue_${process.pid}`),
-      message(destination),
+      tenantMessage(`${exchange}/nobody.binds.this`),
+      tenantMessage(`outbox_no_such_queue_${process.pid}`),
+      tenantMessage(destination),
     ]);
     const noBinding = failure(results[0]);
     expect(noBinding.retryable).toBe(true);
@@ -206,7 +192,7 @@ describe('amqpPublisher (real RabbitMQ)', () => {
     await sleep(200);
     expect(consumer.received).toHaveLength(1);
     // The channel stays usable after returns.
-    expect(await p.publish([message(destination)])).toEqual([{ ok: true }]);
+    expect(await p.publish([tenantMessage(destination)])).toEqual([{ ok: true }]);
   });
 
   it('an unknown exchange fails only its own messages (retryable, naming the exchange), not the others in flight', async (ctx) => {
@@ -215,11 +201,11 @@ describe('amqpPublisher (real RabbitMQ)', () => {
     const unknown = await h.unknownDestination();
     const p = publisher();
     const sent = [
-      message(destination),
-      message(unknown),
-      message(destination),
-      message(unknown),
-      message(destination),
+      tenantMessage(destination),
+      tenantMessage(unknown),
+      tenantMessage(destination),
+      tenantMessage(unknown),
+      tenantMessage(destination),
     ];
     const results = await p.publish(sent);
     for (const i of [1, 3]) {
@@ -240,17 +226,17 @@ describe('amqpPublisher (real RabbitMQ)', () => {
     const other = await consumed('survivor');
     const exchange = destination.split('/')[0]!;
     const p = publisher();
-    expect(await p.publish([message(destination)])).toEqual([{ ok: true }]);
+    expect(await p.publish([tenantMessage(destination)])).toEqual([{ ok: true }]);
     await h.admin.deleteExchange(exchange);
     // The cached check says it exists, so this goes out and RabbitMQ closes the channel (404).
-    const closedBy = failure((await p.publish([message(destination)]))[0]);
+    const closedBy = failure((await p.publish([tenantMessage(destination)]))[0]);
     expect(closedBy.retryable).toBe(true);
     expect(closedBy.message).toMatch(/404|NOT_FOUND/);
     // The next attempt checks again instead of closing the channel once more.
-    const missing = failure((await p.publish([message(destination)]))[0]);
+    const missing = failure((await p.publish([tenantMessage(destination)]))[0]);
     expect(missing.message).toContain(`exchange '${exchange}' does not exist`);
     // A fresh channel carries the rest.
-    const next = message(other.destination);
+    const next = tenantMessage(other.destination);
     expect(await p.publish([next])).toEqual([{ ok: true }]);
     expect((await other.consumer.waitFor(1, WAIT_MS))[0]!.attributes.id).toBe(next.id);
     expect(consumer.received).toHaveLength(1);
@@ -260,9 +246,9 @@ describe('amqpPublisher (real RabbitMQ)', () => {
     if (skip) ctx.skip(skip);
     const { destination } = await consumed('refused');
     const results = await publisher().publish([
-      message('/no-exchange'),
-      message(destination, { headers: { CC: 'elsewhere' } }),
-      message(destination, { headers: { BCC: 'elsewhere' } }),
+      tenantMessage('/no-exchange'),
+      tenantMessage(destination, { headers: { CC: 'elsewhere' } }),
+      tenantMessage(destination, { headers: { BCC: 'elsewhere' } }),
     ]);
     for (const result of results) expect(failure(result)).toBeInstanceOf(PermanentError);
     expect(failure(results[0]).message).toContain("destination '/no-exchange' has an empty exchange name");
@@ -279,7 +265,7 @@ describe('amqpPublisher (real RabbitMQ)', () => {
     try {
       const { destination, consumer } = await consumed('given');
       const p = amqpPublisher({ connection });
-      const sent = message(destination);
+      const sent = tenantMessage(destination);
       expect(await p.publish([sent])).toEqual([{ ok: true }]);
       await p.close();
       await sleep(100);
@@ -289,7 +275,7 @@ describe('amqpPublisher (real RabbitMQ)', () => {
       const channel = await connection.createChannel();
       await channel.close();
       // A closed publisher fails (retryably), it does not throw.
-      expect(failure((await p.publish([message(destination)]))[0]).message).toMatch(/closed/);
+      expect(failure((await p.publish([tenantMessage(destination)]))[0]).message).toMatch(/closed/);
     } finally {
       await connection.close().catch(() => undefined);
     }
@@ -300,9 +286,9 @@ describe('amqpPublisher (real RabbitMQ)', () => {
     const { destination } = await consumed('gone');
     const connection = await connect(AMQP_URL);
     const p = publisher({ connection });
-    expect(await p.publish([message(destination)])).toEqual([{ ok: true }]);
+    expect(await p.publish([tenantMessage(destination)])).toEqual([{ ok: true }]);
     await connection.close();
-    const error = failure((await p.publish([message(destination)]))[0]);
+    const error = failure((await p.publish([tenantMessage(destination)]))[0]);
     expect(error.retryable).toBe(true);
     expect(error.message).toContain(`AMQP publish to '${destination}' failed`);
   });
@@ -310,7 +296,7 @@ describe('amqpPublisher (real RabbitMQ)', () => {
   it('fails (retryable) when RabbitMQ cannot be reached, naming the host but not the password', async (ctx) => {
     if (skip) ctx.skip(skip);
     const p = publisher({ url: 'amqp://guest:s3cret@127.0.0.1:1/vhost' });
-    const results = await p.publish([message('q1'), message('q2')]);
+    const results = await p.publish([tenantMessage('q1'), tenantMessage('q2')]);
     for (const result of results) {
       const error = failure(result);
       expect(error.retryable).toBe(true);

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kindOfUrl } from '../../src/core/destination.js';
-import { PermanentError, PublishError } from '../../src/core/errors.js';
-import type { OutboundMessage, PublishResult, SqlRow } from '../../src/core/ports.js';
+import { PermanentError } from '../../src/core/errors.js';
+import type { OutboundMessage, SqlRow } from '../../src/core/ports.js';
 import { createOutbox, publisherFromUrl } from '../../src/index.js';
 import {
   KAFKA_PUBLISHER_DEFAULTS,
@@ -33,7 +33,7 @@ import {
   startMockCluster,
   testProducer,
 } from '../helpers/brokers/kafka.js';
-import { outboundMessage } from '../helpers/brokers/messages.js';
+import { failure, tenantMessage } from '../helpers/brokers/publish-fixtures.js';
 import { expectOutboxError } from '../helpers/expect-error.js';
 import { freePort } from '../helpers/private-servers.js';
 
@@ -48,19 +48,6 @@ describePublisher(
 const WAIT_MS = 10_000;
 const MOCK_ONLY = onMock ? '' : ' [skipped: librdkafka mock only]';
 const REAL_ONLY = onMock ? ' [skipped: needs a real Kafka cluster (OUTBOX_TEST_KAFKA_BROKERS)]' : '';
-
-/** The shared test message, with one more header of the event's own. */
-function message(destination: string, over: Partial<OutboundMessage> = {}): OutboundMessage {
-  const base = outboundMessage(destination);
-  return { ...base, headers: { ...base.headers, tenant: 'acme' }, ...over };
-}
-
-function failure(result: PublishResult | undefined): PublishError {
-  expect(result?.ok).toBe(false);
-  const error = (result as { error: unknown }).error;
-  expect(error).toBeInstanceOf(PublishError);
-  return error as PublishError;
-}
 
 const make = (options: Partial<KafkaPublisherOptions>) => () =>
   kafkaPublisher(options as KafkaPublisherOptions);
@@ -208,7 +195,7 @@ describe.skipIf(onMock)(`kafkaPublisher against OUTBOX_TEST_KAFKA_BROKERS${REAL_
     // Long enough for kafkajs to give up on the topic's metadata itself (its retries: ~10 s).
     const publisher = kafkaPublisher({ brokers: h.brokers, timeoutMs: 30_000 });
     try {
-      const results = await publisher.publish([message(unknown), message(known)]);
+      const results = await publisher.publish([tenantMessage(unknown), tenantMessage(known)]);
       const error = failure(results[0]);
       expect(error.retryable).toBe(true);
       expect(error.message).toContain(`topic '${unknown}'`);
@@ -226,8 +213,8 @@ describe.skipIf(onMock)(`kafkaPublisher against OUTBOX_TEST_KAFKA_BROKERS${REAL_
     const publisher = kafkaPublisher({ brokers: h.brokers });
     try {
       // Over Kafka's default max.message.bytes (1 MiB), and over maxBatchBytes: a send of its own.
-      const big = message(topic, { payload: JSON.stringify({ blob: 'x'.repeat(2_000_000) }) });
-      const results = await publisher.publish([message(topic), big, message(topic)]);
+      const big = tenantMessage(topic, { payload: JSON.stringify({ blob: 'x'.repeat(2_000_000) }) });
+      const results = await publisher.publish([tenantMessage(topic), big, tenantMessage(topic)]);
       expect(results[0]).toEqual({ ok: true });
       expect(failure(results[1])).toBeInstanceOf(PermanentError);
       expect(failure(results[2]).retryable).toBe(true);
@@ -243,7 +230,7 @@ describe.skipIf(onMock)(`kafkaPublisher against OUTBOX_TEST_KAFKA_BROKERS${REAL_
     const consumer = await h.consume(topic);
     const publisher = kafkaPublisher({ brokers: h.brokers });
     try {
-      const sent = Array.from({ length: 20 }, () => message(topic));
+      const sent = Array.from({ length: 20 }, () => tenantMessage(topic));
       expect(await publisher.publish(sent)).toEqual(sent.map(() => ({ ok: true })));
       const got = await consumer.waitFor(20, WAIT_MS);
       expect(got.map((r) => r.attributes.id)).toEqual(expect.arrayContaining(sent.map((m) => m.id)));
@@ -264,7 +251,7 @@ describe.skipIf(!onMock)(`what librdkafka's mock cluster cannot do${MOCK_ONLY}`,
     const publisher = kafkaPublisher({ brokers: cluster.brokers, timeoutMs: 2000 });
     try {
       const startedAt = Date.now();
-      const error = failure((await publisher.publish([message('idempotent-on-mock')]))[0]);
+      const error = failure((await publisher.publish([tenantMessage('idempotent-on-mock')]))[0]);
       expect(Date.now() - startedAt).toBeLessThan(2000 + 3000);
       expect(error.retryable).toBe(true);
       // kafkajs finds no broker to coordinate its producer id (the mock reports none).
@@ -341,7 +328,7 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     if (skip) return ctx.skip(skip);
     const t = await setUp('binary', { source: 'orders-service' });
     try {
-      const sent = message(t.topic, {
+      const sent = tenantMessage(t.topic, {
         headers: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tenant: 'acme' },
       });
       expect(await t.publisher.publish([sent])).toEqual([{ ok: true }]);
@@ -370,7 +357,7 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     if (skip) return ctx.skip(skip);
     const t = await setUp('structured', { mode: 'structured' });
     try {
-      const sent = message(t.topic);
+      const sent = tenantMessage(t.topic);
       expect(await t.publisher.publish([sent])).toEqual([{ ok: true }]);
       await t.consumer.waitFor(1, WAIT_MS);
       const [record] = t.consumer.records;
@@ -399,7 +386,7 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     try {
       // Rounds as the relay makes them: one event per key in each call.
       for (let round = 0; round < 10; round++) {
-        const batch = keys.map((key) => message(t.topic, { key }));
+        const batch = keys.map((key) => tenantMessage(t.topic, { key }));
         sent.push(...batch);
         const results = await (round < 5 ? t.publisher : second).publish(batch);
         expect(results.every((r) => r.ok)).toBe(true);
@@ -427,7 +414,7 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     if (skip) return ctx.skip(skip);
     const t = await setUp('one-key');
     try {
-      const sent = Array.from({ length: 100 }, () => message(t.topic, { key: 'order:1' }));
+      const sent = Array.from({ length: 100 }, () => tenantMessage(t.topic, { key: 'order:1' }));
       expect((await t.publisher.publish(sent)).every((r) => r.ok)).toBe(true);
       await t.consumer.waitFor(100, WAIT_MS);
       const records = t.consumer.records;
@@ -445,8 +432,8 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     const t = await setUp('chunks', { producer, maxBatchBytes: 4000 });
     const other = await h!.destination('chunks-other');
     try {
-      const sent = Array.from({ length: 40 }, () => message(t.topic, { key: 'order:7' }));
-      const results = await t.publisher.publish([...sent, message(other), message(other)]);
+      const sent = Array.from({ length: 40 }, () => tenantMessage(t.topic, { key: 'order:7' }));
+      const results = await t.publisher.publish([...sent, tenantMessage(other), tenantMessage(other)]);
       expect(results.every((r) => r.ok)).toBe(true);
       expect(sends.filter((s) => s.topic === other)).toHaveLength(1);
       const mine = sends.filter((s) => s.topic === t.topic);
@@ -468,7 +455,7 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     const { producer, sends } = spy(own, true);
     const t = await setUp('librdkafka-style', { producer });
     try {
-      const sent = message(t.topic);
+      const sent = tenantMessage(t.topic);
       expect(await t.publisher.publish([sent])).toEqual([{ ok: true }]);
       expect(sends).toEqual([{ topic: t.topic, messages: [expect.objectContaining({ key: sent.key })] }]);
       await t.consumer.waitFor(1, WAIT_MS);
@@ -489,7 +476,11 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     };
     const t = await setUp('healthy', { producer });
     try {
-      const results = await t.publisher.publish([message(t.topic), message(broken), message(t.topic)]);
+      const results = await t.publisher.publish([
+        tenantMessage(t.topic),
+        tenantMessage(broken),
+        tenantMessage(t.topic),
+      ]);
       expect(results[0]).toEqual({ ok: true });
       expect(results[2]).toEqual({ ok: true });
       const error = failure(results[1]);
@@ -508,9 +499,9 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
       { code: 10, type: 'MESSAGE_TOO_LARGE' },
     );
     const publisher = kafkaPublisher({ producer: { send: () => Promise.reject(tooLarge) } });
-    const [alone] = await publisher.publish([message('big')]);
+    const [alone] = await publisher.publish([tenantMessage('big')]);
     expect(failure(alone)).toBeInstanceOf(PermanentError);
-    const batch = await publisher.publish([message('big'), message('big')]);
+    const batch = await publisher.publish([tenantMessage('big'), tenantMessage('big')]);
     const error = failure(batch[0]);
     expect(error.retryable).toBe(true);
     expect(error.message).toContain('maxBatchBytes');
@@ -520,7 +511,7 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     if (skip) return ctx.skip(skip);
     const t = await setUp('grammar');
     try {
-      const results = await t.publisher.publish([message('orders/created'), message(t.topic)]);
+      const results = await t.publisher.publish([tenantMessage('orders/created'), tenantMessage(t.topic)]);
       expect(failure(results[0])).toBeInstanceOf(PermanentError);
       expect((results[0] as { error: Error }).error.message).toMatch(
         /^destination 'orders\/created' has characters/,
@@ -537,12 +528,12 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     const t = await setUp('close');
     try {
       const yours = kafkaPublisher({ producer: own });
-      expect(await yours.publish([message(t.topic)])).toEqual([{ ok: true }]);
+      expect(await yours.publish([tenantMessage(t.topic)])).toEqual([{ ok: true }]);
       await yours.close();
       expect(await own.send({ topic: t.topic, messages: [{ key: 'k', value: '{}' }] })).toHaveLength(1);
-      expect(await t.publisher.publish([message(t.topic)])).toEqual([{ ok: true }]);
+      expect(await t.publisher.publish([tenantMessage(t.topic)])).toEqual([{ ok: true }]);
       await t.publisher.close();
-      const error = failure((await t.publisher.publish([message(t.topic)]))[0]);
+      const error = failure((await t.publisher.publish([tenantMessage(t.topic)]))[0]);
       expect(error.retryable).toBe(true);
       expect(error.message).toMatch(/closed/);
       await t.consumer.waitFor(3, WAIT_MS);
@@ -555,7 +546,7 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     const port = await freePort();
     const publisher = kafkaPublisher({ brokers: [`127.0.0.1:${port}`], idempotent: false, timeoutMs: 1000 });
     const startedAt = Date.now();
-    const error = failure((await publisher.publish([message('down')]))[0]);
+    const error = failure((await publisher.publish([tenantMessage('down')]))[0]);
     expect(Date.now() - startedAt).toBeLessThan(1000 + 3000);
     expect(error.retryable).toBe(true);
     expect(error.message).toContain(`not connected to Kafka at 127.0.0.1:${port} within 1000 ms`);
@@ -571,10 +562,10 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     const cluster = await startMockCluster();
     const publisher = kafkaPublisher({ brokers: cluster.brokers, idempotent: false, timeoutMs: 1500 });
     try {
-      expect(await publisher.publish([message('dying')])).toEqual([{ ok: true }]);
+      expect(await publisher.publish([tenantMessage('dying')])).toEqual([{ ok: true }]);
       await cluster.close();
       const startedAt = Date.now();
-      const error = failure((await publisher.publish([message('dying')]))[0]);
+      const error = failure((await publisher.publish([tenantMessage('dying')]))[0]);
       expect(Date.now() - startedAt).toBeLessThan(1500 + 3000);
       expect(error.retryable).toBe(true);
       expect(error.message).toContain("topic 'dying'");
@@ -590,9 +581,9 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     const cluster = await startMockCluster();
     const publisher = kafkaPublisher({ brokers: cluster.brokers, idempotent: false, timeoutMs: 800 });
     try {
-      expect(await publisher.publish([message('frozen')])).toEqual([{ ok: true }]);
+      expect(await publisher.publish([tenantMessage('frozen')])).toEqual([{ ok: true }]);
       cluster.freeze();
-      const error = failure((await publisher.publish([message('frozen'), message('frozen')]))[0]);
+      const error = failure((await publisher.publish([tenantMessage('frozen'), tenantMessage('frozen')]))[0]);
       expect(error.retryable).toBe(true);
       expect(error.message).toMatch(/^no ack from Kafka for 2 message\(s\) to topic 'frozen' within 800 ms/);
       expect(error.message).toContain('not known to be published');

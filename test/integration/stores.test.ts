@@ -15,7 +15,22 @@ import { mysqlStore } from '../../src/stores/mysql.js';
 import { postgresStore } from '../../src/stores/postgres.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import { type StoreHarness, storeConformance } from '../conformance/store.suite.js';
+import { inMysqlTransaction } from '../helpers/mysql-transaction.js';
 import { MARIADB_URL, mariadbSkip, PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
+
+type StoreOptions = NonNullable<Parameters<StoreHarness['store']>[0]>;
+
+/** A harness's `store()`: migrated stores on fresh tables, made by `make`, closed together by `closeAll()`. */
+function freshStores(make: (table: string, options: StoreOptions) => Store) {
+  const stores: Store[] = [];
+  const store: StoreHarness['store'] = async (options = {}) => {
+    const made = make(uniqueName('outbox'), options);
+    await made.migrate();
+    stores.push(made);
+    return made;
+  };
+  return { store, closeAll: () => Promise.all(stores.map((s) => s.close())) };
+}
 
 storeConformance('sqlite', async (): Promise<StoreHarness> => {
   const dir = mkdtempSync(join(tmpdir(), 'outbox-sqlite-'));
@@ -23,14 +38,9 @@ storeConformance('sqlite', async (): Promise<StoreHarness> => {
   const app = new Database(path);
   app.pragma('journal_mode = WAL');
   app.exec('CREATE TABLE biz (id TEXT NOT NULL)');
-  const stores: Store[] = [];
+  const { store, closeAll } = freshStores((table, options) => sqliteStore({ path, table, ...options }));
   return {
-    async store(options = {}) {
-      const store = sqliteStore({ path, table: uniqueName('outbox'), ...options });
-      await store.migrate();
-      stores.push(store);
-      return store;
-    },
+    store,
     async transaction(_store, fn) {
       app.exec('BEGIN');
       try {
@@ -49,7 +59,7 @@ storeConformance('sqlite', async (): Promise<StoreHarness> => {
     countBusinessRows: async (id) =>
       (app.prepare('SELECT count(*) AS n FROM biz WHERE id = ?').get(id) as { n: number }).n,
     async close() {
-      await Promise.all(stores.map((s) => s.close()));
+      await closeAll();
       app.close();
       rmSync(dir, { recursive: true, force: true });
     },
@@ -63,14 +73,11 @@ storeConformance('postgres', async (): Promise<StoreHarness | string> => {
   const pool = new pg.Pool({ connectionString: PG_URL, max: 6 });
   await pool.query(`CREATE SCHEMA "${schema}"`);
   await pool.query(`CREATE TABLE "${schema}".biz (id text NOT NULL)`);
-  const stores: Store[] = [];
+  const { store, closeAll } = freshStores((table, options) =>
+    postgresStore({ pool, schema, table, ...options }),
+  );
   return {
-    async store(options = {}) {
-      const store = postgresStore({ pool, schema, table: uniqueName('outbox'), ...options });
-      await store.migrate();
-      stores.push(store);
-      return store;
-    },
+    store,
     async transaction(_store, fn) {
       const client = await pool.connect();
       try {
@@ -101,7 +108,7 @@ storeConformance('postgres', async (): Promise<StoreHarness | string> => {
       return rows[0].n;
     },
     async close() {
-      await Promise.all(stores.map((s) => s.close()));
+      await closeAll();
       await pool.query(`DROP SCHEMA "${schema}" CASCADE`);
       await pool.end();
     },
@@ -115,28 +122,12 @@ storeConformance('mariadb', async (): Promise<StoreHarness | string> => {
   const pool = mysql.createPool({ uri: MARIADB_URL, connectionLimit: 8 });
   await pool.query(`CREATE DATABASE \`${schema}\``);
   await pool.query(`CREATE TABLE \`${schema}\`.biz (id VARCHAR(64) NOT NULL)`);
-  const stores: Store[] = [];
+  const { store, closeAll } = freshStores((table, options) =>
+    mysqlStore({ pool, schema, table, ...options }),
+  );
   return {
-    async store(options = {}) {
-      const store = mysqlStore({ pool, schema, table: uniqueName('outbox'), ...options });
-      await store.migrate();
-      stores.push(store);
-      return store;
-    },
-    async transaction(_store, fn) {
-      const conn = await pool.getConnection();
-      try {
-        await conn.beginTransaction();
-        const result = await fn(fromMysql2(conn));
-        await conn.commit();
-        return result;
-      } catch (error) {
-        await conn.rollback();
-        throw error;
-      } finally {
-        conn.release();
-      }
-    },
+    store,
+    transaction: (_store, fn) => inMysqlTransaction(pool, async (conn) => fn(fromMysql2(conn))),
     // mysql2 does not tell whether a connection is in a transaction; a pool is the handle outside
     // one that add() can tell apart (and refuses).
     withoutTransaction: async (_store, fn) => fn(fromMysql2(pool)),
@@ -148,7 +139,7 @@ storeConformance('mariadb', async (): Promise<StoreHarness | string> => {
       return Number((rows as { n: number }[])[0]?.n);
     },
     async close() {
-      await Promise.all(stores.map((s) => s.close()));
+      await closeAll();
       await pool.query(`DROP DATABASE \`${schema}\``);
       await pool.end();
     },

@@ -1,24 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { cloudEventAttributes, isReservedHeader, RESERVED_HEADER_NAMES } from '../../src/core/envelope.js';
-import type { OutboundMessage } from '../../src/core/ports.js';
-
-const message = (over: Partial<OutboundMessage> = {}): OutboundMessage => ({
-  id: '0190c2d6-7d2a-7c4e-9a1b-2f3c4d5e6f70',
-  key: 'order:42',
-  type: 'order.created',
-  destination: 'orders',
-  aggregateType: 'order',
-  aggregateId: '42',
-  payload: '{"total":10}',
-  headers: {},
-  createdAt: new Date('2025-01-02T03:04:05.678Z'),
-  attempt: 1,
-  ...over,
-});
+import { orderMessage } from '../helpers/order-message.js';
 
 describe('cloudEventAttributes', () => {
   it('maps an event to CloudEvents 1.0 binary-mode headers', () => {
-    expect(cloudEventAttributes(message(), 'orders-service')).toEqual({
+    expect(cloudEventAttributes(orderMessage(), 'orders-service')).toEqual({
       'ce-specversion': '1.0',
       'ce-id': '0190c2d6-7d2a-7c4e-9a1b-2f3c4d5e6f70',
       'ce-type': 'order.created',
@@ -31,19 +17,22 @@ describe('cloudEventAttributes', () => {
   });
 
   it('uses the key as subject when the event has no aggregate', () => {
-    const attributes = cloudEventAttributes(message({ aggregateType: null, aggregateId: null }), 'x');
+    const attributes = cloudEventAttributes(orderMessage({ aggregateType: null, aggregateId: null }), 'x');
     expect(attributes['ce-subject']).toBe('order:42');
   });
 
   it('appends the event headers after the attributes', () => {
-    const attributes = cloudEventAttributes(message({ headers: { 'x-request': 'r1', tenant: 't1' } }), 'x');
+    const attributes = cloudEventAttributes(
+      orderMessage({ headers: { 'x-request': 'r1', tenant: 't1' } }),
+      'x',
+    );
     expect(Object.keys(attributes).slice(-2)).toEqual(['x-request', 'tenant']);
     expect(attributes['x-request']).toBe('r1');
   });
 
   it('never lets an event header replace an attribute, even one written around add()', () => {
     const attributes = cloudEventAttributes(
-      message({ headers: { 'CE-ID': 'forged', 'Content-Type': 'text/plain' } }),
+      orderMessage({ headers: { 'CE-ID': 'forged', 'Content-Type': 'text/plain' } }),
       'x',
     );
     expect(attributes['ce-id']).toBe('0190c2d6-7d2a-7c4e-9a1b-2f3c4d5e6f70');

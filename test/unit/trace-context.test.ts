@@ -13,9 +13,9 @@ import {
   traceContext,
 } from '../../src/core/envelope.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, prepareEvents } from '../../src/core/event.js';
-import type { OutboundMessage } from '../../src/core/ports.js';
 import { Router } from '../../src/core/routes.js';
 import { expectOutboxError } from '../helpers/expect-error.js';
+import { orderMessage } from '../helpers/order-message.js';
 
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 const TRACESTATE = 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7';
@@ -30,18 +30,7 @@ function add(headers: Record<string, string>) {
   return prepareEvents({ ...order, headers }, options)[0]!;
 }
 
-const message = (headers: Record<string, string>): OutboundMessage => ({
-  id: '0190c2d6-7d2a-7c4e-9a1b-2f3c4d5e6f70',
-  key: 'order:42',
-  type: 'order.created',
-  destination: 'orders',
-  aggregateType: 'order',
-  aggregateId: '42',
-  payload: '{"total":10}',
-  headers,
-  createdAt: new Date('2025-01-02T03:04:05.678Z'),
-  attempt: 1,
-});
+const message = (headers: Record<string, string>) => orderMessage({ headers });
 
 describe('add(): traceparent', () => {
   it('takes a W3C traceparent, in any header case, and stores it as given', () => {

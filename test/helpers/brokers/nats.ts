@@ -3,18 +3,15 @@
  * Its outage runs on a private nats-server (JetStream on a file store in a temp dir), its lost
  * acks through a TCP proxy in front of the machine's server.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { natsPublisher } from '../../../src/publishers/nats.js';
 import type { Consumer, HarnessFactory, Received } from '../../conformance/publisher.suite.js';
-import { freePort, missingBinary, NATS_SERVER, startNatsServer, stopProcess } from '../private-servers.js';
+import { missingBinary, NATS_SERVER, startNatsServer } from '../private-servers.js';
 import { NATS_URL, natsSkip, uniqueName } from '../services.js';
-import { TcpProxy } from '../tcp-proxy.js';
 import { collector } from './collector.js';
 import { decodeCloudEvent } from './decode.js';
+import { privateServerOutage, proxiedLossyPath } from './rigs.js';
 
 /**
  * Everything `stream` holds and receives, in stream order, by an ordered consumer. `expiresMs`
@@ -63,52 +60,42 @@ export const natsHarness: HarnessFactory = async () => {
     ...(noServer
       ? { outageUnsupported: `no private nats-server: ${noServer}` }
       : {
-          async outage() {
-            const dir = mkdtempSync(join(tmpdir(), 'outbox-nats-'));
-            const port = await freePort();
-            let server = await startNatsServer(port, dir);
-            const url = `nats://127.0.0.1:${port}`;
-            const reader = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-            await (await jetstreamManager(reader)).streams.add({
-              name: 'OUTAGE',
-              subjects: ['outage.events'],
-            });
-            const consumer = await streamConsumer(reader, 'OUTAGE', 2000);
-            return {
-              // Shorter than the outage, so that publishes meanwhile fail and the relay retries them.
-              publisher: natsPublisher({ url, timeoutMs: 1000 }),
-              destination: 'outage.events',
-              consumer,
+          outage: () =>
+            privateServerOutage(
               // SIGTERM: nats-server 2.9 flushes its file store on the way out (SIGKILL may lose acked messages).
-              stop: () => stopProcess(server),
-              async start() {
-                server = await startNatsServer(port, dir);
+              { name: 'nats', scheme: 'nats', start: startNatsServer, signal: 'SIGTERM' },
+              async (url) => {
+                const reader = await connect({
+                  servers: url,
+                  maxReconnectAttempts: -1,
+                  reconnectTimeWait: 100,
+                });
+                await (await jetstreamManager(reader)).streams.add({
+                  name: 'OUTAGE',
+                  subjects: ['outage.events'],
+                });
+                const consumer = await streamConsumer(reader, 'OUTAGE', 2000);
+                return {
+                  // Shorter than the outage, so that publishes meanwhile fail and the relay retries them.
+                  publisher: natsPublisher({ url, timeoutMs: 1000 }),
+                  destination: 'outage.events',
+                  consumer,
+                  async close() {
+                    await consumer.close();
+                    await reader.close();
+                  },
+                };
               },
-              async close() {
-                await consumer.close();
-                await reader.close();
-                await stopProcess(server);
-                rmSync(dir, { recursive: true, force: true });
-              },
-            };
-          },
+            ),
         }),
-    async lostAck() {
-      const proxy = await TcpProxy.start(NATS_URL, 4222);
-      const d = await destination('lostack');
-      const consumer = await streamConsumer(nc, streamOf(d));
-      return {
-        publisher: natsPublisher({ url: proxy.url(NATS_URL), timeoutMs: 1500 }),
-        destination: d,
-        consumer,
-        loseReplies: () => proxy.loseReplies(),
-        cut: () => proxy.cut(),
-        async close() {
-          await consumer.close();
-          await proxy.close();
-        },
-      };
-    },
+    lostAck: async () =>
+      proxiedLossyPath({
+        url: NATS_URL,
+        defaultPort: 4222,
+        destination: await destination('lostack'),
+        consume: (d) => streamConsumer(nc, streamOf(d)),
+        publisher: (url) => natsPublisher({ url, timeoutMs: 1500 }),
+      }),
     async close() {
       for (const stream of streams) await jsm.streams.delete(stream).catch(() => undefined);
       await nc.drain();

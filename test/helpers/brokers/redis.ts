@@ -4,18 +4,15 @@
  * Its outage runs on a private redis-server (AOF, fsync always) killed with SIGKILL; its lost
  * acks go through a TCP proxy in front of the machine's Redis.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'redis';
 import { redisPublisher } from '../../../src/publishers/redis.js';
 import type { Consumer, HarnessFactory, Received } from '../../conformance/publisher.suite.js';
-import { freePort, missingBinary, REDIS_SERVER, startRedisServer, stopProcess } from '../private-servers.js';
+import { missingBinary, REDIS_SERVER, startRedisServer } from '../private-servers.js';
 import { serviceSkipReason, uniqueName } from '../services.js';
-import { TcpProxy } from '../tcp-proxy.js';
 import { collector } from './collector.js';
 import { decodeCloudEvent } from './decode.js';
+import { privateServerOutage, proxiedLossyPath } from './rigs.js';
 
 export const REDIS_URL = process.env.OUTBOX_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const redisSkip = () => serviceSkipReason('Redis', REDIS_URL, 6379);
@@ -89,45 +86,29 @@ export const redisHarness: HarnessFactory = async () => {
     ...(noServer
       ? { outageUnsupported: `no private redis-server: ${noServer}` }
       : {
-          async outage() {
-            const dir = mkdtempSync(join(tmpdir(), 'outbox-redis-'));
-            const port = await freePort();
-            let server = await startRedisServer(port, dir);
-            const url = `redis://127.0.0.1:${port}`;
-            const consumer = await streamReader(url, 'orders');
-            return {
-              publisher: redisPublisher({ url, timeoutMs: 1000 }),
-              destination: 'orders',
-              consumer,
+          outage: () =>
+            privateServerOutage(
               // SIGKILL: with an fsync per write, what Redis acknowledged is on disk already.
-              stop: () => stopProcess(server, 'SIGKILL'),
-              async start() {
-                server = await startRedisServer(port, dir);
+              { name: 'redis', scheme: 'redis', start: startRedisServer, signal: 'SIGKILL' },
+              async (url) => {
+                const consumer = await streamReader(url, 'orders');
+                return {
+                  publisher: redisPublisher({ url, timeoutMs: 1000 }),
+                  destination: 'orders',
+                  consumer,
+                  close: () => consumer.close(),
+                };
               },
-              async close() {
-                await consumer.close();
-                await stopProcess(server, 'SIGKILL');
-                rmSync(dir, { recursive: true, force: true });
-              },
-            };
-          },
+            ),
         }),
-    async lostAck() {
-      const proxy = await TcpProxy.start(REDIS_URL, 6379);
-      const d = await destination('lostack');
-      const consumer = await streamReader(REDIS_URL, d);
-      return {
-        publisher: redisPublisher({ url: proxy.url(REDIS_URL), timeoutMs: 3000 }),
-        destination: d,
-        consumer,
-        loseReplies: () => proxy.loseReplies(),
-        cut: () => proxy.cut(),
-        async close() {
-          await consumer.close();
-          await proxy.close();
-        },
-      };
-    },
+    lostAck: async () =>
+      proxiedLossyPath({
+        url: REDIS_URL,
+        defaultPort: 6379,
+        destination: await destination('lostack'),
+        consume: (d) => streamReader(REDIS_URL, d),
+        publisher: (url) => redisPublisher({ url, timeoutMs: 3000 }),
+      }),
     async close() {
       if (streams.length > 0) await admin.del(streams);
       admin.destroy();
