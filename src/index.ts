@@ -32,6 +32,22 @@ export type {
   SyncExecutor,
 } from './core/ports.js';
 export type { RouteConfig } from './core/routes.js';
+export type { ReadinessOptions, ReadinessReport } from './http/health.js';
+export { type RelayMetrics, type RelayMetricsOptions, relayMetrics } from './http/metrics.js';
+export {
+  DEFAULT_RELAY_HTTP_PORT,
+  type RelayServer,
+  type RelayServerOptions,
+  relayHandler,
+  serveRelay,
+} from './http/relay-server.js';
+export {
+  type HttpHandler,
+  type HttpServer,
+  type HttpServerOptions,
+  parseListenAddress,
+  startHttpServer,
+} from './http/server.js';
 export {
   createOutbox,
   DEFAULT_DATABASE_URL,
@@ -40,8 +56,10 @@ export {
   publisherFromUrl,
   storeFromUrl,
 } from './outbox.js';
+export type { RetentionOptions } from './relay/cleanup.js';
 export type { LeaseChange, LeaseEvent } from './relay/lease.js';
 export { consoleLogger, type Logger, type LogLevel, silentLogger } from './relay/logger.js';
+export type { PublishCall, RelayObserver, SettleObservation } from './relay/observer.js';
 export {
   type BatchReport,
   type DeadLetterPolicy,

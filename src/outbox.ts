@@ -33,6 +33,7 @@ import { mqttPublisher } from './publishers/mqtt.js';
 import { natsPublisher } from './publishers/nats.js';
 import { redisPublisher } from './publishers/redis.js';
 import { Relay, type RelayOptions } from './relay/relay.js';
+import { traceContextCapture } from './relay/tracing.js';
 import { mysqlStore } from './stores/mysql.js';
 import { postgresStore } from './stores/postgres.js';
 import { sqliteStore } from './stores/sqlite.js';
@@ -275,6 +276,9 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
     for (const relay of relays) relay.wake();
   };
 
+  // The active span's trace context for events that carry none: only with @opentelemetry/api.
+  const withTraceContext = traceContextCapture();
+
   function add(
     executor: Executor,
     input: OutboxEvent | readonly OutboxEvent[],
@@ -282,8 +286,10 @@ export function createOutbox(config: OutboxConfig = {}): Outbox {
     // The handle is checked synchronously whatever its kind: a raw driver object passed by
     // mistake (inside a synchronous transaction) must throw there, not reject unobserved.
     checkExecutor(executor, store);
+    // Read here, synchronously: the caller's context is the active one only until its first await.
+    const traced = withTraceContext ? withTraceContext(input) : input;
     const prepare = () => {
-      const events = prepareEvents(input, prepareOptions);
+      const events = prepareEvents(traced, prepareOptions);
       const ids = events.map((e) => e.id);
       return {
         statement: events.length > 0 ? store.insert(events) : undefined,

@@ -80,6 +80,14 @@ export const relaySchema = z.strictObject({
   publishTimeoutMs: positive.optional(),
   relayId: z.string().min(1).optional(),
   onDeadLetter: z.union([deadLetterPolicy, z.record(z.string().min(1), deadLetterPolicy)]).optional(),
+  retention: z
+    .strictObject({
+      keepPublishedForMs: positive,
+      purgeEveryMs: positive.optional(),
+      batchSize: positive.optional(),
+      pauseMs: z.number().int().min(0).optional(),
+    })
+    .optional(),
 });
 
 /** The JSON file form; in code, `database` and `publishers` entries may also be instances. */

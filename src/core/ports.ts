@@ -183,8 +183,14 @@ export interface MigrationResult {
   readonly applied: readonly string[];
 }
 
+/** Which events `list()` returns: every given field must match (exact values). */
 export interface ListFilter {
   readonly status?: EventStatus;
+  readonly destination?: string;
+  readonly type?: string;
+  /** Only events added at or after this time. */
+  readonly createdSince?: Date;
+  /** Default 100. */
   readonly limit?: number;
 }
 
@@ -249,8 +255,12 @@ export interface Store {
   stats(): Promise<OutboxStats>;
   get(id: string): Promise<EventRecord | undefined>;
   list(filter?: ListFilter): Promise<EventRecord[]>;
-  /** Deletes published events kept by retention whose `published_at` is older than `olderThanMs`. */
-  purge(olderThanMs: number): Promise<number>;
+  /**
+   * Deletes published events kept by retention whose `published_at` is older than `olderThanMs`
+   * and returns how many. Without `limit`, every one of them (in bounded chunks); with it, one
+   * statement deleting at most `limit` (the relay's background cleanup paces itself with it).
+   */
+  purge(olderThanMs: number, limit?: number): Promise<number>;
 
   /** Calls `onWake` when a transaction that added events commits (LISTEN/NOTIFY). */
   listen?(onWake: () => void): Promise<{ close(): Promise<void> }>;

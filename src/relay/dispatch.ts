@@ -10,10 +10,12 @@
  * outcome), so two events of a key are never in calls at once and per-key order holds however
  * the calls interleave.
  */
+import { performance } from 'node:perf_hooks';
 import { OutboxError, PublishError } from '../core/errors.js';
 import { failpoint } from '../core/failpoints.js';
 import type { ClaimedEvent, OutboundMessage, Publisher, PublishResult } from '../core/ports.js';
 import type { Router } from '../core/routes.js';
+import type { Observers } from './observer.js';
 
 /** An event claimed under the lease `epoch` of its partition and not settled yet. */
 export interface Flight {
@@ -41,6 +43,8 @@ export interface DispatcherOptions {
   readonly publishTimeoutMs: number;
   /** Asked right before each send: false leaves the event unsent (skipped). */
   readonly mayPublish: (flight: Flight) => boolean;
+  /** Told of each publish() call and its timing, when active (nothing is timed otherwise). */
+  readonly observers?: Observers;
 }
 
 interface Waiting {
@@ -123,6 +127,8 @@ export class Dispatcher {
         else w.resolve(SKIPPED);
       }
       if (sending.length === 0) return;
+      const observers = this.#o.observers?.active ? this.#o.observers : undefined;
+      const startedAt = observers ? performance.now() : 0;
       const results = await this.#publish(
         q.publisher,
         sending.map((w) => messageOf(w.flight.event)),
@@ -130,6 +136,15 @@ export class Dispatcher {
       sending.forEach((w, i) => {
         const result = results[i]!;
         w.resolve(result.ok ? PUBLISHED : { kind: 'failed', error: result.error });
+      });
+      observers?.published({
+        publisher: id.slice(0, id.indexOf('\u0000')),
+        kind: q.publisher.kind,
+        destination: sending[0]!.flight.event.destination,
+        events: sending.map((w) => w.flight.event),
+        results,
+        startedAt,
+        endedAt: performance.now(),
       });
     } finally {
       q.sending -= taken.length;

@@ -41,9 +41,12 @@ import { failpoint } from '../core/failpoints.js';
 import { uuidv7 } from '../core/ids.js';
 import type { AttemptRecord, ClaimedEvent, FailedAttempt, Publisher, Store } from '../core/ports.js';
 import { globToRegExp, type Router } from '../core/routes.js';
+import { PublishedCleanup, type RetentionOptions } from './cleanup.js';
 import { Dispatcher, type Flight } from './dispatch.js';
 import { type LeaseEvent, PartitionLeases } from './lease.js';
 import { consoleLogger, type Logger } from './logger.js';
+import { Observers, type RelayObserver } from './observer.js';
+import { producerSpans } from './tracing.js';
 
 export interface RelayOptions {
   /** Events claimed per batch (default 500). */
@@ -78,6 +81,8 @@ export interface RelayOptions {
    * per destination glob (`'payments.*': 'park'`); the first matching glob wins, else 'continue'.
    */
   readonly onDeadLetter?: DeadLetterPolicy | Readonly<Record<string, DeadLetterPolicy>>;
+  /** Deletes published events kept by retention (`retainPublished`) in the background (cleanup.ts). */
+  readonly retention?: RetentionOptions;
 }
 
 export type DeadLetterPolicy = 'continue' | 'park';
@@ -206,18 +211,24 @@ const MESSAGES_PER_CALL = 128;
  * The relay. Create it with `outbox.relay(options)`; `start()` runs it in the background,
  * `stop()` shuts it down gracefully; `runOnce()` processes one batch (tests, cron jobs).
  * Events: 'batch' (BatchReport, one per settle), 'error' (Error, also logged), 'lease'
- * (LeaseEvent), 'stopped'.
+ * (LeaseEvent), 'stopped'. Timings of each claim, publish() call and settle go to observers
+ * (`observe()`: metrics, tracing); a relay with none takes no timestamps.
  */
 export class Relay extends EventEmitter {
   readonly id: string;
   readonly #deps: RelayDependencies;
-  readonly #o: Required<Omit<RelayOptions, 'backoff' | 'logger' | 'relayId' | 'onDeadLetter'>> & {
+  readonly #o: Required<
+    Omit<RelayOptions, 'backoff' | 'logger' | 'relayId' | 'onDeadLetter' | 'retention'>
+  > & {
     backoff: BackoffOptions;
   };
   readonly #policy: (destination: string) => DeadLetterPolicy;
   readonly #log: Logger;
   readonly #leases: PartitionLeases;
   readonly #dispatcher: Dispatcher;
+  /** Metrics, tracing, readiness: nothing is timed while there are none. */
+  readonly #observers: Observers;
+  readonly #cleanup: PublishedCleanup | undefined;
   #running: Promise<void> | undefined;
   #stopping = false;
   /** Set when the loop ends: from then on nothing more is sent (runOnce() is not affected by stop()). */
@@ -271,6 +282,8 @@ export class Relay extends EventEmitter {
     };
     this.#policy = deadLetterPolicy(options.onDeadLetter);
     this.id = options.relayId ?? `${hostname()}:${process.pid}`;
+    this.#cleanup =
+      options.retention && new PublishedCleanup(deps.store, options.retention, this.#log, { relay: this.id });
     this.#leases = new PartitionLeases({
       store: deps.store,
       // Unique per Relay object: two processes sharing a configured relayId never share a lease.
@@ -282,6 +295,9 @@ export class Relay extends EventEmitter {
       onChange: (event: LeaseEvent) => this.emit('lease', event),
       beforeGiveBack: (partitions) => this.#letGo(partitions),
     });
+    this.#observers = new Observers(this.#log);
+    const spans = producerSpans(); // only when @opentelemetry/api is installed
+    if (spans) this.#observers.add(spans);
     this.#dispatcher = new Dispatcher({
       publishers: deps.publishers,
       router: deps.router,
@@ -292,12 +308,31 @@ export class Relay extends EventEmitter {
         !this.#halting &&
         !this.#leaving.has(f.event.partition) &&
         this.#leases.trusts(f.event.partition, f.epoch),
+      observers: this.#observers,
     });
   }
 
   /** Partitions this relay holds and trusts now. */
   get partitions(): number[] {
     return this.#leases.owned();
+  }
+
+  /** True from the end of start() until stop() begins. */
+  get running(): boolean {
+    return this.#running !== undefined && !this.#stopping;
+  }
+
+  /** The store it relays from (for health checks and metrics). */
+  get store(): Store {
+    return this.#deps.store;
+  }
+
+  /**
+   * Tells `observer` of every claim, publish() call and settle from now on (see observer.ts);
+   * returns the function that stops it.
+   */
+  observe(observer: RelayObserver): () => void {
+    return this.#observers.add(observer);
   }
 
   /** Starts the loop in the background (idempotent). Errors go to the logger and 'error' events. */
@@ -315,6 +350,7 @@ export class Relay extends EventEmitter {
       if (this.#running === running) this.#running = undefined;
     });
     this.#running = running;
+    this.#cleanup?.start();
   }
 
   /** Wakes the loop now (new events committed). */
@@ -357,6 +393,7 @@ export class Relay extends EventEmitter {
       left(),
       () => undefined,
     );
+    await settleWithin(this.#cleanup?.stop() ?? Promise.resolve(), left(), () => undefined);
     if (finished) await settleWithin(this.#leases.releaseAll(), left(), () => undefined);
     this.emit('stopped');
   }
@@ -484,7 +521,10 @@ export class Relay extends EventEmitter {
     for (const partition of partitions) epochs.set(partition, this.#leases.epochOf(partition)!);
     const generation = this.#generation;
     const inFlight = [...this.#flights.values()].map((f) => f.event);
+    const timed = this.#observers.active;
+    const startedAt = timed ? performance.now() : 0;
     const batch = await this.#deps.store.claim(partitions, this.#o.batchSize, inFlight);
+    if (timed) this.#observers.claimed(batch.length, performance.now() - startedAt);
     await failpoint('relay.after-claim');
     return { batch, epochs, generation };
   }
@@ -643,9 +683,12 @@ export class Relay extends EventEmitter {
     const fence = new Map<number, number>();
     for (const f of written) fence.set(f.event.partition, f.epoch);
     let fencedOut = new Set<number>();
+    let settleMs: number | undefined;
     if (fence.size > 0) {
       try {
         await failpoint('relay.after-publish');
+        const timed = this.#observers.active;
+        const startedAt = timed ? performance.now() : 0;
         const result = await this.#deps.store.settle(
           {
             published: taken.published.filter((f) => written.has(f)).map((f) => f.event.id),
@@ -657,6 +700,7 @@ export class Relay extends EventEmitter {
             leases: [...fence].map(([partition, epoch]) => ({ partition, epoch })),
           },
         );
+        if (timed) settleMs = performance.now() - startedAt;
         fencedOut = new Set(result.fenced);
       } catch (error) {
         // Nothing was written: the outcomes wait for the next settle, their events stay in flight.
@@ -680,21 +724,26 @@ export class Relay extends EventEmitter {
       this.#blocked.set(flight.event.key, this.#generation);
     }
     await failpoint('relay.after-settle');
+    const retried = taken.failed.filter((f) => !f.dead && recorded(f.flight));
+    const deadLetters = taken.failed.filter((f) => f.dead && recorded(f.flight));
     const report: BatchReport = {
       claimed: taken.claimed,
       published: taken.published.filter(recorded).map((f) => f.event),
-      retried: taken.failed.filter((f) => !f.dead && recorded(f.flight)).map((f) => f.attempt),
-      dead: taken.failed.filter((f) => f.dead && recorded(f.flight)).map((f) => f.attempt),
+      retried: retried.map((f) => f.attempt),
+      dead: deadLetters.map((f) => f.attempt),
       settled: attempted.every(recorded),
       fenced: attempted.filter((f) => !recorded(f)).map((f) => f.event),
       skipped: taken.skipped,
     };
-    for (const d of report.dead) {
+    for (const { flight, attempt } of deadLetters) {
       this.#log.warn('event dead-lettered', {
         relay: this.id,
-        id: d.id,
-        error: d.error,
-        parked: d.park === true,
+        id: attempt.id,
+        type: flight.event.type,
+        destination: flight.event.destination,
+        attempts: attempt.attempts,
+        error: attempt.error,
+        parked: attempt.park === true,
       });
     }
     if (report.fenced.length > 0) {
@@ -702,6 +751,14 @@ export class Relay extends EventEmitter {
         relay: this.id,
         events: report.fenced.length,
         partitions: [...fencedOut],
+      });
+    }
+    if (this.#observers.active) {
+      this.#observers.settled({
+        durationMs: settleMs,
+        published: report.published,
+        retried: retried.map((f) => f.flight.event),
+        dead: deadLetters.map((f) => f.flight.event),
       });
     }
     this.wake(); // room in flight: the loop may claim again

@@ -1,6 +1,6 @@
-/** Helpers every store dialect shares: identifier checks and the shape of stats. */
+/** Helpers every store dialect shares: identifier checks, the shape of stats, list() filters. */
 import { OutboxError } from '../core/errors.js';
-import type { DestinationStats, OutboxStats } from '../core/ports.js';
+import type { DestinationStats, ListFilter, OutboxStats } from '../core/ports.js';
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,50}$/;
 
@@ -64,4 +64,42 @@ export function assertPartitionCount(table: string, found: number, requested: nu
     `outbox table ${table} has ${found} partitions, not ${requested}: the number is fixed when the table is created (changing it on a live system is not supported yet)`,
     { details: { partitions: found, requested } },
   );
+}
+
+/**
+ * The WHERE clause of `list()`: one condition per filter field given, in a fixed order (so each
+ * combination is one SQL text, preparable once). `placeholder(n)` writes the n-th parameter
+ * (1-based), `time` turns `createdSince` into what the dialect stores, `prefix` qualifies columns.
+ */
+export function listConditions(
+  filter: ListFilter,
+  placeholder: (n: number) => string,
+  time: (date: Date) => unknown,
+  prefix = '',
+): { where: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const conditions: string[] = [];
+  const add = (condition: string, value: unknown) => {
+    params.push(value);
+    conditions.push(`${prefix}${condition} ${placeholder(params.length)}`);
+  };
+  if (filter.status !== undefined) add('status =', filter.status);
+  if (filter.destination !== undefined) add('destination =', filter.destination);
+  if (filter.type !== undefined) add('type =', filter.type);
+  if (filter.createdSince !== undefined) {
+    if (!(filter.createdSince instanceof Date) || Number.isNaN(filter.createdSince.getTime())) {
+      throw new OutboxError('INVALID_CONFIG', 'list createdSince must be a valid Date');
+    }
+    add('created_at >=', time(filter.createdSince));
+  }
+  return { where: conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '', params };
+}
+
+/** `purge()`'s optional per-statement limit: a positive integer, or undefined. */
+export function purgeLimit(limit: number | undefined): number | undefined {
+  if (limit === undefined) return undefined;
+  if (!Number.isInteger(limit) || limit <= 0) {
+    throw new OutboxError('INVALID_CONFIG', `purge limit must be a positive integer, got ${String(limit)}`);
+  }
+  return limit;
 }

@@ -35,7 +35,7 @@ import type {
   Statement,
   Store,
 } from '../core/ports.js';
-import { assertIdentifier, assertPartitions, summarizeStats } from './common.js';
+import { assertIdentifier, assertPartitions, listConditions, purgeLimit, summarizeStats } from './common.js';
 import {
   checkMysqlSchema,
   KEY_LOCK_SLOTS,
@@ -374,21 +374,25 @@ class MysqlStore implements Store {
     if (!Number.isInteger(limit) || limit < 0) {
       throw new OutboxError('INVALID_CONFIG', 'list limit must be an integer ≥ 0');
     }
-    const rows = filter.status
-      ? await this.rows(this.sql.listByStatus, [filter.status, limit])
-      : await this.rows(this.sql.listAll, [limit]);
-    return rows.map(toRecord);
+    const { where, params } = listConditions(
+      filter,
+      () => '?',
+      (date) => date.getTime(),
+      'o.',
+    );
+    return (await this.rows(this.sql.list(where), [...params, limit])).map(toRecord);
   }
 
-  async purge(olderThanMs: number): Promise<number> {
+  async purge(olderThanMs: number, limit?: number): Promise<number> {
+    const chunk = purgeLimit(limit) ?? PURGE_CHUNK;
     let total = 0;
     for (;;) {
       // READ COMMITTED (in transaction()): no gap locks, so purging never blocks add()'s inserts.
       const deleted = await this.transaction(async (_run, conn) =>
-        affectedRows(await conn.query(this.sql.purge, [olderThanMs, PURGE_CHUNK])),
+        affectedRows(await conn.query(this.sql.purge, [olderThanMs, chunk])),
       );
       total += deleted;
-      if (deleted < PURGE_CHUNK) return total;
+      if (limit !== undefined || deleted < chunk) return total;
     }
   }
 
@@ -734,8 +738,7 @@ function buildSql(t: MysqlTables, retainPublished: boolean) {
           WHEN status = 'pending' AND available_at <= ${NOW_MS} THEN available_at END)) AS oldest_pending_age_ms
       FROM ${t.outbox} GROUP BY destination ORDER BY destination`,
     get: `SELECT ${record} FROM ${t.outbox} AS o WHERE o.id = ?`,
-    listAll: `SELECT ${record} FROM ${t.outbox} AS o ORDER BY o.seq LIMIT ?`,
-    listByStatus: `SELECT ${record} FROM ${t.outbox} AS o WHERE o.status = ? ORDER BY o.seq LIMIT ?`,
+    list: (where: string) => `SELECT ${record} FROM ${t.outbox} AS o ${where} ORDER BY o.seq LIMIT ?`,
     purge: `DELETE FROM ${t.outbox} WHERE status = 'published' AND published_at < ${NOW_MS} - ? LIMIT ?`,
   };
 }

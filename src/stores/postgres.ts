@@ -32,7 +32,7 @@ import type {
   StoreCapabilities,
 } from '../core/ports.js';
 import { statementName } from '../core/sql.js';
-import { assertIdentifier, assertPartitions, summarizeStats } from './common.js';
+import { assertIdentifier, assertPartitions, listConditions, purgeLimit, summarizeStats } from './common.js';
 import { checkPostgresSchema, migratePostgres } from './postgres-migrations.js';
 
 /** The part of a node-postgres query result the store reads. */
@@ -339,19 +339,22 @@ class PostgresStore implements Store {
     if (!Number.isInteger(limit) || limit < 0) {
       throw new OutboxError('INVALID_CONFIG', 'list limit must be an integer ≥ 0');
     }
-    const rows = filter.status
-      ? await this.rows(this.sql.listByStatus, [filter.status, limit])
-      : await this.rows(this.sql.listAll, [limit]);
-    return rows.map(toRecord);
+    const { where, params } = listConditions(
+      filter,
+      (n) => `$${n}`,
+      (date) => date,
+    );
+    return (await this.rows(this.sql.list(where, params.length + 1), [...params, limit])).map(toRecord);
   }
 
-  async purge(olderThanMs: number): Promise<number> {
+  async purge(olderThanMs: number, limit?: number): Promise<number> {
+    const chunk = purgeLimit(limit) ?? PURGE_CHUNK;
     let total = 0;
     for (;;) {
-      const [row] = await this.rows(this.sql.purge, [olderThanMs, PURGE_CHUNK]);
+      const [row] = await this.rows(this.sql.purge, [olderThanMs, chunk]);
       const deleted = Number(row?.deleted ?? 0);
       total += deleted;
-      if (deleted < PURGE_CHUNK) return total;
+      if (limit !== undefined || deleted < chunk) return total;
     }
   }
 
@@ -558,12 +561,14 @@ function buildSql(schema: string, table: string, options: { notify: boolean; ret
         count(*) FILTER (WHERE status = 'pending' AND attempts > 0) AS retrying,
         count(*) FILTER (WHERE status = 'dead') AS dead,
         count(*) FILTER (WHERE status = 'published') AS published,
-        greatest(0, floor(extract(epoch FROM now() - min(CASE WHEN attempts > 0 THEN created_at ELSE available_at END)
-          FILTER (WHERE status = 'pending' AND (attempts > 0 OR available_at <= now()))) * 1000)) AS oldest_pending_age_ms
+        -- GREATEST skips NULL: a destination with nothing pending would read 0 instead of no age.
+        CASE WHEN count(*) FILTER (WHERE status = 'pending' AND (attempts > 0 OR available_at <= now())) > 0
+          THEN greatest(0, floor(extract(epoch FROM now() - min(CASE WHEN attempts > 0 THEN created_at ELSE available_at END)
+            FILTER (WHERE status = 'pending' AND (attempts > 0 OR available_at <= now()))) * 1000)) END AS oldest_pending_age_ms
       FROM ${t} GROUP BY destination ORDER BY destination`,
     get: `SELECT ${record} FROM ${t} WHERE id = $1`,
-    listAll: `SELECT ${record} FROM ${t} ORDER BY seq LIMIT $1`,
-    listByStatus: `SELECT ${record} FROM ${t} WHERE status = $1 ORDER BY seq LIMIT $2`,
+    list: (where: string, limit: number) =>
+      `SELECT ${record} FROM ${t} ${where} ORDER BY seq LIMIT $${limit}`,
     purge: `WITH gone AS (
         DELETE FROM ${t} WHERE id IN (
           SELECT id FROM ${t} WHERE status = 'published' AND published_at < now() - ${ms('$1')}

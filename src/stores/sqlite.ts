@@ -22,7 +22,14 @@ import type {
   Statement,
   Store,
 } from '../core/ports.js';
-import { assertIdentifier, assertPartitionCount, assertPartitions, summarizeStats } from './common.js';
+import {
+  assertIdentifier,
+  assertPartitionCount,
+  assertPartitions,
+  listConditions,
+  purgeLimit,
+  summarizeStats,
+} from './common.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
 /** The part of better-sqlite3's Database the store uses. */
@@ -59,6 +66,8 @@ export interface SqliteStoreOptions {
 }
 
 const DEFAULT_PARTITIONS = 64;
+/** How long a write waits for another connection's lock unless `busyTimeoutMs` says otherwise. */
+export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
 const COLUMNS = `seq, id, key, key_hash, partition, type, aggregate_type, aggregate_id, destination, payload,
   headers, status, attempts, last_error, history, created_at, available_at, published_at, parked`;
@@ -148,7 +157,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       );
     }
     if (db) return db; // another call opened it while we were importing
-    const opened = new Database(options.path!, { timeout: options.busyTimeoutMs ?? 5000 });
+    const opened = new Database(options.path!, { timeout: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS });
     opened.pragma('journal_mode = WAL');
     opened.pragma('synchronous = NORMAL');
     db = opened;
@@ -458,16 +467,24 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     },
 
     async list(filter: ListFilter = {}): Promise<EventRecord[]> {
+      const limit = filter.limit ?? 100;
+      if (!Number.isInteger(limit) || limit < 0) {
+        throw new OutboxError('INVALID_CONFIG', 'list limit must be an integer ≥ 0');
+      }
+      const { where, params } = listConditions(
+        filter,
+        () => '?',
+        (date) => date.getTime(),
+      );
       const conn = await open();
       const rows = conn
-        .prepare(
-          `SELECT ${COLUMNS} FROM ${t} WHERE (@status IS NULL OR status = @status) ORDER BY seq LIMIT @limit`,
-        )
-        .all({ status: filter.status ?? null, limit: filter.limit ?? 100 }) as Row[];
+        .prepare(`SELECT ${COLUMNS} FROM ${t} ${where} ORDER BY seq LIMIT ?`)
+        .all(...params, limit) as Row[];
       return rows.map(toRecord);
     },
 
-    async purge(olderThanMs: number): Promise<number> {
+    async purge(olderThanMs: number, limit?: number): Promise<number> {
+      const chunk = purgeLimit(limit) ?? 5000;
       const conn = await open();
       const cutoff = Date.now() - olderThanMs;
       let total = 0;
@@ -475,10 +492,10 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       for (;;) {
         const { changes } = conn
           .prepare(`DELETE FROM ${t} WHERE seq IN (SELECT seq FROM ${t}
-            WHERE status = 'published' AND published_at < ? LIMIT 5000)`)
-          .run(cutoff);
+            WHERE status = 'published' AND published_at < ? LIMIT ?)`)
+          .run(cutoff, chunk);
         total += changes;
-        if (changes < 5000) return total;
+        if (limit !== undefined || changes < chunk) return total;
       }
     },
 

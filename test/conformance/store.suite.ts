@@ -170,6 +170,42 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       expect(await store.get(ids[0]!)).toBeUndefined();
     });
 
+    it('purge with a limit deletes at most that many in one go (the background cleanup paces itself)', async () => {
+      store = await h.store({ retainPublished: true });
+      outbox = createOutbox({ database: store });
+      const ids = await addCommitted(Array.from({ length: 5 }, (_, i) => order(i)));
+      await store.settle({ published: ids, retry: [], dead: [] }, await lease());
+      await sleep(20);
+      expect(await store.purge(1, 2)).toBe(2);
+      expect((await store.stats()).published).toBe(3);
+      expect(await store.purge(1, 10)).toBe(3);
+      expect(await store.purge(1, 10)).toBe(0);
+      await expectCode(() => store.purge(1, 0), 'INVALID_CONFIG');
+    });
+
+    it('list filters by status, destination, type and creation time, in seq order', async () => {
+      const user = (id: string) => ({ type: 'user.joined', aggregateType: 'user', aggregateId: id });
+      const [o1, u1, o2] = await addCommitted([order(1), user('u1'), order(2)]);
+      await sleep(20);
+      const since = new Date();
+      await sleep(20);
+      const [u2] = await addCommitted([user('u2')]);
+      const fence = await lease();
+      const dead = (id: string) => ({ id, attempts: 1, error: 'no', history: [], delayMs: 0 });
+      await store.settle({ published: [], retry: [], dead: [dead(o1!), dead(u1!), dead(u2!)] }, fence);
+      const ids = async (filter: Parameters<Store['list']>[0]) => (await store.list(filter)).map((e) => e.id);
+      expect(await ids({})).toEqual([o1, u1, o2, u2]);
+      expect(await ids({ status: 'dead' })).toEqual([o1, u1, u2]);
+      expect(await ids({ status: 'dead', type: 'user.joined' })).toEqual([u1, u2]);
+      expect(await ids({ destination: 'events.order.order.created' })).toEqual([o1, o2]);
+      expect(await ids({ status: 'dead', destination: 'events.order.order.created' })).toEqual([o1]);
+      expect(await ids({ status: 'dead', createdSince: since })).toEqual([u2]);
+      expect(await ids({ status: 'dead', type: 'user.joined', createdSince: since, limit: 5 })).toEqual([u2]);
+      expect(await ids({ status: 'dead', limit: 2 })).toEqual([o1, u1]);
+      expect(await ids({ type: 'nothing.like.this' })).toEqual([]);
+      await expectCode(() => store.list({ createdSince: new Date(Number.NaN) }), 'INVALID_CONFIG');
+    });
+
     it('a retry records attempts and history, waits its delay, and holds back only its own key', async () => {
       const [a1, a2, b1] = await addCommitted([order('A', 1), order('A', 2), order('B', 1)]);
       const token = await lease();
@@ -355,6 +391,14 @@ export function storeConformance(name: string, makeHarness: () => Promise<StoreH
       ]);
       expect(stats.oldestPendingAgeMs).toBeGreaterThanOrEqual(0);
       expect(stats.oldestPendingAgeMs).toBeLessThan(60_000);
+      // A destination with nothing pending has no age (not 0: nothing is late there).
+      const fence = await lease();
+      const [first] = await claimAll(10);
+      await store.settle({ published: [first!.id], retry: [], dead: [] }, fence);
+      const after = await store.stats();
+      expect(
+        after.destinations.find((d) => d.destination === first!.destination)?.oldestPendingAgeMs ?? null,
+      ).toBe(null);
     });
 
     it('the relay keeps per-key order and loses nothing while 30% of publishes fail', async () => {

@@ -1,9 +1,14 @@
 /**
  * `outbox relay`: runs the relay until SIGTERM or SIGINT, then finishes the round in flight,
- * settles it, gives its partition leases back and exits 0.
+ * settles it, gives its partition leases back and exits 0. With `--http [host:]port` it also
+ * serves /metrics, /healthz and /readyz (src/http/relay-server.ts) and the dashboard, read-only
+ * (src/dashboard), until it has stopped.
  */
 import { Command, Option } from 'commander';
 import { OutboxError } from '../../core/errors.js';
+import { dashboardHandler } from '../../dashboard/handler.js';
+import { type RelayServer, serveRelay } from '../../http/relay-server.js';
+import { parseListenAddress } from '../../http/server.js';
 import { createOutbox } from '../../outbox.js';
 import { consoleLogger, type LogLevel } from '../../relay/logger.js';
 import type { RelayOptions } from '../../relay/relay.js';
@@ -15,6 +20,7 @@ interface RelayFlags extends CommonOptions {
   pollIntervalMs?: string;
   leaseTtlMs?: string;
   logLevel: LogLevel;
+  http?: string;
 }
 
 function int(name: string, value: string | undefined): number | undefined {
@@ -48,8 +54,15 @@ export function relayCommand(): Command {
         .default('info')
         .env('OUTBOX_LOG_LEVEL'),
     )
+    .addOption(
+      new Option(
+        '--http <[host:]port>',
+        'serve /metrics, /healthz, /readyz and the read-only dashboard on this address (host 127.0.0.1 unless given)',
+      ).env('OUTBOX_HTTP'),
+    )
     .action(async (flags: RelayFlags) => {
       const config = resolveConfig(flags);
+      const listen = flags.http === undefined ? undefined : parseListenAddress(flags.http);
       if (!config.publishers || Object.keys(config.publishers).length === 0) {
         throw new OutboxError(
           'INVALID_CONFIG',
@@ -81,13 +94,8 @@ export function relayCommand(): Command {
         database: redactUrl(url),
         publishers: Object.keys(config.publishers),
       });
-      try {
-        await relay.start();
-      } catch (error) {
-        await outbox.close();
-        throw error;
-      }
-      await new Promise<void>((resolve) => {
+      // Registered before anything starts: a SIGTERM during startup stops the relay once it runs.
+      const stopped = new Promise<void>((resolve) => {
         const shutdown = (signal: string) => {
           logger.info('relay stopping', { relay: relay.id, signal });
           resolve();
@@ -95,7 +103,25 @@ export function relayCommand(): Command {
         process.once('SIGTERM', () => shutdown('SIGTERM'));
         process.once('SIGINT', () => shutdown('SIGINT'));
       });
+      let http: RelayServer | undefined;
+      try {
+        if (listen) {
+          // The dashboard, read-only, beside /metrics, /healthz and /readyz.
+          const retainPublished =
+            typeof config.database !== 'string' && config.database.retainPublished === true;
+          const dashboard = dashboardHandler(outbox, { relay, retainPublished });
+          http = await serveRelay(relay, { ...listen, logger, handlers: [dashboard] });
+          logger.info('http listening', { relay: relay.id, url: http.url });
+        }
+        await relay.start();
+      } catch (error) {
+        await http?.close();
+        await outbox.close();
+        throw error;
+      }
+      await stopped;
       await outbox.close();
+      await http?.close(); // after the stop: /readyz says 503 while the relay winds down
       logger.info('relay stopped', { relay: relay.id, ...totals });
     });
 }
