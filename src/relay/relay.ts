@@ -173,11 +173,11 @@ function deadLetterPolicy(option: RelayOptions['onDeadLetter']): (destination: s
   return (destination) => rules.find((r) => r.match.test(destination))?.policy ?? 'continue';
 }
 
-/** A claim's events, with the epoch of each partition it ran under and the settle generation it started at. */
+/** A claim's events, with the epoch of each partition it ran under and its number (claims count up). */
 interface Claimed {
   readonly batch: readonly ClaimedEvent[];
   readonly epochs: ReadonlyMap<number, number>;
-  readonly generation: number;
+  readonly number: number;
 }
 
 /** A failed attempt waiting for its settle. */
@@ -245,13 +245,15 @@ export class Relay extends EventEmitter {
   #activeLanes = 0;
   #onQuiet: (() => void)[] = [];
   /**
-   * Keys whose lane ended in a failure, with the settle generation that recorded it (Infinity
-   * until then): a claim started before that settle may return the key's later events although
-   * the failure holds them back, so they are dropped from such claims.
+   * Keys whose lane ended before its events were all published, with the number of the first
+   * claim that may be trusted for them again: a claim started earlier left those events out as in
+   * flight and may hold the key's later ones. A failure blocks its key until its settle commits
+   * (Infinity until then: the settle is what holds a retrying key back); a lane handed back
+   * unsent (its lease not trusted for a moment, a give-back) blocks it from there on.
    */
   readonly #blocked = new Map<string, number>();
-  /** Settles committed so far. */
-  #generation = 0;
+  /** Claims started so far. */
+  #claimsStarted = 0;
   #unsettled = nothingUnsettled();
   #settling: Promise<void> | undefined;
   #settleRetry: NodeJS.Timeout | undefined;
@@ -519,14 +521,14 @@ export class Relay extends EventEmitter {
     // The epoch each partition is claimed under: the fence of its events' settle.
     const epochs = new Map<number, number>();
     for (const partition of partitions) epochs.set(partition, this.#leases.epochOf(partition)!);
-    const generation = this.#generation;
+    const number = this.#claimsStarted++;
     const inFlight = [...this.#flights.values()].map((f) => f.event);
     const timed = this.#observers.active;
     const startedAt = timed ? performance.now() : 0;
     const batch = await this.#deps.store.claim(partitions, this.#o.batchSize, inFlight);
     if (timed) this.#observers.claimed(batch.length, performance.now() - startedAt);
     await failpoint('relay.after-claim');
-    return { batch, epochs, generation };
+    return { batch, epochs, number };
   }
 
   /** Puts a claim's events in their keys' lanes; returns how many it took. */
@@ -534,7 +536,7 @@ export class Relay extends EventEmitter {
     let taken = 0;
     for (const event of claimed.batch) {
       const blockedUntil = this.#blocked.get(event.key);
-      if (blockedUntil !== undefined && claimed.generation < blockedUntil) continue;
+      if (blockedUntil !== undefined && claimed.number < blockedUntil) continue;
       const epoch = claimed.epochs.get(event.partition)!;
       // Given back or lost since the claim began: its next owner publishes it.
       if (!this.#leases.trusts(event.partition, epoch) || this.#leaving.has(event.partition)) continue;
@@ -551,8 +553,8 @@ export class Relay extends EventEmitter {
       }
     }
     this.#unsettled.claimed += taken;
-    // Later claims start at this generation or after: what blocks only earlier ones is done.
-    for (const [key, until] of this.#blocked) if (until <= this.#generation) this.#blocked.delete(key);
+    // Claims run one at a time: the next one is numbered #claimsStarted or later.
+    for (const [key, until] of this.#blocked) if (until <= this.#claimsStarted) this.#blocked.delete(key);
     return taken;
   }
 
@@ -577,6 +579,8 @@ export class Relay extends EventEmitter {
           this.#settleSoon();
         } else {
           this.#unsettled.skipped.push(...lane);
+          if (this.#blocked.get(key) !== Number.POSITIVE_INFINITY)
+            this.#blocked.set(key, this.#claimsStarted);
         }
         // The rest of the key stays pending, untouched, for a later claim.
         for (const event of lane) this.#flights.delete(event.id);
@@ -715,13 +719,12 @@ export class Relay extends EventEmitter {
       this.#settleErrorSleep = ERROR_SLEEP_MIN_MS;
       if (fencedOut.size > 0) this.#leases.lose([...fencedOut], 'settle fenced: another relay took over');
     }
-    if (attempted.length > 0) this.#generation++;
     const recorded = (f: Flight) => written.has(f) && !fencedOut.has(f.event.partition);
     for (const f of attempted) this.#flights.delete(f.event.id);
     for (const { flight } of taken.failed) {
       // Written: claims from now on see the key held back (or, dead and 'continue', moving on).
       // Not written: the event is pending as before and publishes again in order.
-      this.#blocked.set(flight.event.key, this.#generation);
+      this.#blocked.set(flight.event.key, this.#claimsStarted);
     }
     await failpoint('relay.after-settle');
     const retried = taken.failed.filter((f) => !f.dead && recorded(f.flight));
