@@ -324,15 +324,19 @@ class MysqlStore implements Store {
     return this.transaction(async (run) => {
       const free = await run(this.sql.pick, [want]);
       if (free.length === 0) return [];
-      await run(this.sql.take, [owner, ttlMs, free.map((r) => Number(r.partition)).join(',')]);
+      await run(this.sql.take, [JSON.stringify(free.map((r) => Number(r.partition))), owner, ttlMs]);
       return byPartition(free.map((r) => toLease([r.partition, Number(r.epoch) + 1])));
     });
   }
 
   async releaseLeases(owner: string, partitions: readonly number[] | 'all'): Promise<void> {
     if (partitions === 'all') {
-      await this.rows(this.sql.releaseAll, [owner]);
-      await this.rows(this.sql.unregister, [owner]);
+      // Together: a relay that saw the leases free while this one still counted as alive would
+      // take a share too small to include them, and leave them free until its next try.
+      await this.transaction(async (run) => {
+        await run(this.sql.releaseAll, [owner]);
+        await run(this.sql.unregister, [owner]);
+      });
     } else if (partitions.length > 0) {
       await this.rows(this.sql.release, [owner, partitions.join(',')]);
     }
@@ -702,9 +706,11 @@ function buildSql(t: MysqlTables, retainPublished: boolean) {
       ON DUPLICATE KEY UPDATE expires_at = ${NOW_MS} + ?`,
     // Registrations long dead are cleaned up on the way.
     forgetGone: `DELETE FROM ${t.relays} WHERE expires_at < ${NOW_MS} - 3600000`,
-    // Renews every lease the relay holds (a released one excepted), locking in partition order.
-    renew: `UPDATE ${t.leases} SET expires_at = ${NOW_MS} + ? WHERE owner = ? AND expires_at IS NOT NULL
-      ORDER BY \`partition\``,
+    // Renews every lease the relay holds (a released one excepted). Renew, release and releaseAll
+    // scan the table, which is its primary key: partition order. No ORDER BY: with one, InnoDB
+    // reads through the key, without semi-consistent reads, and waits on every row another relay
+    // has locked (each settle's fence) instead of skipping the rows that are not this relay's.
+    renew: `UPDATE ${t.leases} SET expires_at = ${NOW_MS} + ? WHERE owner = ? AND expires_at IS NOT NULL`,
     membership: `SELECT (SELECT count(*) FROM ${t.leases}) AS partitions,
         (SELECT count(*) FROM ${t.relays} WHERE expires_at > ${NOW_MS} AND owner <> ?) + 1 AS relays,
         (SELECT JSON_ARRAYAGG(JSON_ARRAY(\`partition\`, epoch)) FROM ${t.leases}
@@ -716,13 +722,15 @@ function buildSql(t: MysqlTables, retainPublished: boolean) {
         EXISTS (SELECT 1 FROM ${t.leases} WHERE expires_at IS NULL OR expires_at < ${NOW_MS}) AS free`,
     pick: `SELECT \`partition\`, epoch FROM ${t.leases} WHERE expires_at IS NULL OR expires_at < ${NOW_MS}
       ORDER BY \`partition\` LIMIT ? FOR UPDATE SKIP LOCKED`,
-    take: `UPDATE ${t.leases} SET owner = ?, epoch = epoch + 1, expires_at = ${NOW_MS} + ?
-      WHERE FIND_IN_SET(\`partition\`, ?) ORDER BY \`partition\``,
+    // Only the rows pick locked, looked up by key: a scan would wait on other relays' lease rows
+    // while holding the picked ones, out of partition order (a heartbeat's renew, which holds a
+    // lower row and wants a picked one, deadlocked with it).
+    take: `UPDATE JSON_TABLE(?, '$[*]' COLUMNS (p INT PATH '$')) AS f STRAIGHT_JOIN ${t.leases} AS l
+        ON l.\`partition\` = f.p
+      SET l.owner = ?, l.epoch = l.epoch + 1, l.expires_at = ${NOW_MS} + ?`,
     // NULL marks a released lease: free for anyone at once, and no longer renewable.
-    release: `UPDATE ${t.leases} SET expires_at = NULL WHERE owner = ? AND FIND_IN_SET(\`partition\`, ?)
-      ORDER BY \`partition\``,
-    releaseAll: `UPDATE ${t.leases} SET expires_at = NULL WHERE owner = ? AND expires_at IS NOT NULL
-      ORDER BY \`partition\``,
+    release: `UPDATE ${t.leases} SET expires_at = NULL WHERE owner = ? AND FIND_IN_SET(\`partition\`, ?)`,
+    releaseAll: `UPDATE ${t.leases} SET expires_at = NULL WHERE owner = ? AND expires_at IS NOT NULL`,
     unregister: `DELETE FROM ${t.relays} WHERE owner = ?`,
     leases: `SELECT \`partition\`, owner, epoch, expires_at FROM ${t.leases} ORDER BY \`partition\``,
     retryDead: `UPDATE ${ids} STRAIGHT_JOIN ${t.outbox} AS o ON o.id = j.id

@@ -3,25 +3,29 @@
  * it finishes its round, releases its partitions at once and exits 0; the others own every one
  * of them within one poll interval (plus a small margin for a busy 2-core machine), nothing is
  * published twice, nothing lost, nothing out of order. Then the checker must see the duplicates
- * of a SKIP LOCKED relay that "crashes" after the broker's ack (and its reordering).
+ * of a SKIP LOCKED relay that "crashes" after the broker's ack (and its reordering). On PostgreSQL
+ * and on MariaDB: a `describe` each.
  */
 import { describe, expect, it } from 'vitest';
 import { runSkipLocked } from '../fixtures/broken-relays.js';
 import { chaosSeed, summary } from '../helpers/fleet.js';
-import { fleetSuite, handOver } from '../helpers/fleet-scenarios.js';
-import { natsSkip, pgSkip } from '../helpers/services.js';
+import type { FleetDatabase } from '../helpers/fleet-databases.js';
+import { fleetDatabases, fleetSuite, handOver } from '../helpers/fleet-scenarios.js';
 
-const skip = (await pgSkip()) ?? (await natsSkip());
 const POLL_INTERVAL_MS = 100;
 /** Scheduling slack on a loaded 2-core machine; the measured figure is printed. */
 const MARGIN_MS = 500;
 
-describe.skipIf(skip)('chaos 3: graceful hand-over', () => {
-  const suite = fleetSuite('outbox_chaos_handover', {
-    leaseTtlMs: 2_000,
-    pollIntervalMs: POLL_INTERVAL_MS,
-    batchSize: 200,
-  });
+for (const { db, skip } of await fleetDatabases()) {
+  describe.skipIf(skip)(`chaos 3: graceful hand-over on ${db.name}`, () => handOverTests(db));
+}
+
+function handOverTests(db: FleetDatabase): void {
+  const suite = fleetSuite(
+    'outbox_chaos_handover',
+    { leaseTtlMs: 2_000, pollIntervalMs: POLL_INTERVAL_MS, batchSize: 200 },
+    db,
+  );
 
   it('SIGTERM 1 of 4 mid-load: its partitions re-owned within one poll interval, 0 duplicates', async () => {
     const startedAt = Date.now();
@@ -34,7 +38,7 @@ describe.skipIf(skip)('chaos 3: graceful hand-over', () => {
     });
     const worst = Math.max(0, ...r.reownMs);
     console.log(
-      `chaos hand-over: ${JSON.stringify({ ...summary(r.verdict), released: r.released.length, orphaned: r.orphaned, reownMaxMs: worst, reownMs: r.reownMs, leaverExit: r.leaverExit, ownershipViolations: r.ownership.length, seconds: (Date.now() - startedAt) / 1000 })}`,
+      `chaos hand-over on ${db.name}: ${JSON.stringify({ ...summary(r.verdict), released: r.released.length, orphaned: r.orphaned, reownMaxMs: worst, reownMs: r.reownMs, leaverExit: r.leaverExit, ownershipViolations: r.ownership.length, seconds: (Date.now() - startedAt) / 1000 })}`,
     );
     expect(r.leaverExit).toBe(0);
     expect(r.released.length).toBeGreaterThan(0);
@@ -49,9 +53,10 @@ describe.skipIf(skip)('chaos 3: graceful hand-over', () => {
 
   it('the checker catches the duplicates of a SKIP LOCKED relay that "crashes" after the ack', async () => {
     const { pool, schema } = suite;
-    const r = await runSkipLocked({ pool, schema, seed: chaosSeed('broken skip-locked'), abandonShare: 0.1 });
-    console.log(`broken skip-locked with crashes: ${JSON.stringify(summary(r))}`);
+    const seed = chaosSeed(`broken skip-locked on ${db.name}`);
+    const r = await runSkipLocked({ db, pool, schema, seed, abandonShare: 0.1 });
+    console.log(`broken skip-locked with crashes on ${db.name}: ${JSON.stringify(summary(r))}`);
     expect(r.duplicates).toBeGreaterThan(0);
     expect(r.orderViolations).toBeGreaterThan(0);
   });
-});
+}

@@ -9,7 +9,8 @@
  *   destination healed) delivers it and then the rest, in order; `discardDead` lets the rest go.
  * - Either way, commit→reception latency of the other keys after the poison stays within a
  *   generous bound of what it was before it.
- * Then the SKIP LOCKED broken relay must fail the same checker (order).
+ * Then the SKIP LOCKED broken relay must fail the same checker (order). On PostgreSQL and on
+ * MariaDB: a `describe` each.
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,11 +20,9 @@ import { type LedgerEntry, percentile, type Reception, seededRandom } from '../.
 import { runSkipLocked } from '../fixtures/broken-relays.js';
 import {
   chaosSeed,
-  commitEvents,
   type DeadLetterPolicy,
   type Journal,
   type RelaySettings,
-  readLedger,
   sleep,
   summary,
   type Verdict,
@@ -31,10 +30,9 @@ import {
   waitUntil,
   writeLedger,
 } from '../helpers/fleet.js';
-import { fleetSuite, freshFleet, type ScenarioEnv } from '../helpers/fleet-scenarios.js';
-import { natsSkip, pgSkip } from '../helpers/services.js';
+import type { FleetDatabase } from '../helpers/fleet-databases.js';
+import { fleetDatabases, fleetSuite, freshFleet, type ScenarioEnv } from '../helpers/fleet-scenarios.js';
 
-const skip = (await pgSkip()) ?? (await natsSkip());
 const POISON_HEADER = 'x-chaos-poison';
 const MAX_ATTEMPTS = 3;
 
@@ -88,8 +86,8 @@ interface PoisonRun {
  * Starts 2 relays with `settings` (their destination refuses poison events), writes 4 s, commits
  * one poison event for each of `keys`, writes 5 s more, and stops the writers.
  */
-async function poisonLoad(
-  env: ScenarioEnv,
+async function poisonLoad<Pool>(
+  env: ScenarioEnv<Pool>,
   setup: Awaited<ReturnType<typeof freshFleet>>,
   settings: RelaySettings,
   keys: readonly string[],
@@ -97,6 +95,7 @@ async function poisonLoad(
   const { t, fleet } = setup;
   await fleet.startMany(2, settings);
   const writer = writeLedger({
+    db: env.db,
     outbox: t.outbox,
     pool: env.pool,
     ledger: t.ledger,
@@ -108,16 +107,16 @@ async function poisonLoad(
     event: eventFor,
   });
   await sleep(4_000); // the last 2 s of it are the other keys' latency baseline
-  const client = await env.pool.connect();
+  const connection = await env.db.connect(env.pool);
   const poison = new Map<string, string>();
   try {
     for (const key of keys) {
       const event = { ...eventFor(0, -1), aggregateId: key, headers: { [POISON_HEADER]: '1' } };
-      const [id] = await commitEvents(client, { outbox: t.outbox, ledger: t.ledger }, [event]);
+      const [id] = await connection.commitEvents({ outbox: t.outbox, ledger: t.ledger }, [event]);
       poison.set(`item:${key}`, id!);
     }
   } finally {
-    client.release();
+    connection.release();
   }
   const poisonAt = Date.now();
   await sleep(5_000);
@@ -155,16 +154,24 @@ function expectLatencyUnaffected(run: PoisonRun): void {
   expect(run.latency.afterP99).toBeLessThanOrEqual(3 * run.latency.beforeP99 + 100);
 }
 
-describe.skipIf(skip)('chaos 6: a poison event', () => {
-  const suite = fleetSuite('outbox_chaos_poison', {
-    leaseTtlMs: 2_000,
-    pollIntervalMs: 100,
-    batchSize: 200,
-    maxAttempts: MAX_ATTEMPTS,
-    backoffBaseMs: 100,
-    backoffCapMs: 200,
-    refuseHeader: POISON_HEADER,
-  });
+for (const { db, skip } of await fleetDatabases()) {
+  describe.skipIf(skip)(`chaos 6: a poison event on ${db.name}`, () => poisonTests(db));
+}
+
+function poisonTests(db: FleetDatabase): void {
+  const suite = fleetSuite(
+    'outbox_chaos_poison',
+    {
+      leaseTtlMs: 2_000,
+      pollIntervalMs: 100,
+      batchSize: 200,
+      maxAttempts: MAX_ATTEMPTS,
+      backoffBaseMs: 100,
+      backoffCapMs: 200,
+      refuseHeader: POISON_HEADER,
+    },
+    db,
+  );
 
   it("'continue' (default): later events of the key wait while it retries, then flow in order after its dead-lettering", async () => {
     const env = suite.env('chaos poison continue');
@@ -178,7 +185,7 @@ describe.skipIf(skip)('chaos 6: a poison event', () => {
         30_000,
         'the dead letter',
       );
-      const ledger = await readLedger(env.pool, t.ledger);
+      const ledger = await env.db.readLedger(env.pool, t.ledger);
       await t.collector.waitForDistinct(ledger.length - 1, 60_000);
       await Promise.all(fleet.running.map((r) => fleet.stop(r)));
       const journals = fleet.journals();
@@ -189,7 +196,7 @@ describe.skipIf(skip)('chaos 6: a poison event', () => {
       const later = run.later.get(key)!;
       const early = later.filter((e) => (firstPublish(journals, e.id) ?? Number.POSITIVE_INFINITY) < deadAt);
       console.log(
-        `chaos poison continue: ${JSON.stringify({ ...summary(verdict), poisonAttempts: dead.attempts, laterEventsOfKey: later.length, publishedBeforeDeadLetter: early.length, latency: run.latency })}`,
+        `chaos poison continue on ${db.name}: ${JSON.stringify({ ...summary(verdict), poisonAttempts: dead.attempts, laterEventsOfKey: later.length, publishedBeforeDeadLetter: early.length, latency: run.latency })}`,
       );
       expect(dead.status).toBe('dead');
       expect(dead.attempts).toBe(MAX_ATTEMPTS);
@@ -225,7 +232,7 @@ describe.skipIf(skip)('chaos 6: a poison event', () => {
         30_000,
         'two parked dead letters',
       );
-      const ledger = await readLedger(env.pool, t.ledger);
+      const ledger = await env.db.readLedger(env.pool, t.ledger);
       const run = analyse(ledger, t.collector.receptions, poison, poisonAt);
       const blocked = [...run.later.values()].flat();
       // Everything else arrives; the blocked keys' later events do not, however long we wait.
@@ -247,7 +254,7 @@ describe.skipIf(skip)('chaos 6: a poison event', () => {
       await Promise.all(fleet.running.map((r) => fleet.stop(r)));
       const verdict = verify(ledger, t.collector.receptions, new Set([b]));
       console.log(
-        `chaos poison park: ${JSON.stringify({ ...summary(verdict), blockedLaterEvents: blocked.length, leaked: leaked.length, stillPending, latency: run.latency })}`,
+        `chaos poison park on ${db.name}: ${JSON.stringify({ ...summary(verdict), blockedLaterEvents: blocked.length, leaked: leaked.length, stillPending, latency: run.latency })}`,
       );
       expect(blocked.length).toBeGreaterThan(0);
       expect(leaked).toEqual([]);
@@ -263,8 +270,8 @@ describe.skipIf(skip)('chaos 6: a poison event', () => {
 
   it('the checker catches SKIP LOCKED without partitions: reordered', async () => {
     const { pool, schema } = suite;
-    const r = await runSkipLocked({ pool, schema, seed: chaosSeed('broken skip-locked') });
-    console.log(`broken skip-locked: ${JSON.stringify(summary(r))}`);
+    const r = await runSkipLocked({ db, pool, schema, seed: chaosSeed(`broken skip-locked on ${db.name}`) });
+    console.log(`broken skip-locked on ${db.name}: ${JSON.stringify(summary(r))}`);
     expect(r.orderViolations).toBeGreaterThan(0);
   });
-});
+}

@@ -6,23 +6,27 @@
  * partition another relay acquired meanwhile (P times against the others' 'acquired' times, same
  * machine clock), 0 lost, 0 out of order, duplicates only of what it had published unsettled.
  * Then the SKIP LOCKED broken relay — several workers with no ownership at all — must fail the
- * same checker (order), and with "crashes" after the broker's ack, show duplicates.
+ * same checker (order), and with "crashes" after the broker's ack, show duplicates. On PostgreSQL
+ * and on MariaDB: a `describe` each.
  */
 import { describe, expect, it } from 'vitest';
 import { runSkipLocked } from '../fixtures/broken-relays.js';
 import { chaosSeed, summary } from '../helpers/fleet.js';
-import { fleetSuite, zombie } from '../helpers/fleet-scenarios.js';
-import { natsSkip, pgSkip } from '../helpers/services.js';
+import type { FleetDatabase } from '../helpers/fleet-databases.js';
+import { fleetDatabases, fleetSuite, zombie } from '../helpers/fleet-scenarios.js';
 
-const skip = (await pgSkip()) ?? (await natsSkip());
 const LEASE_TTL_MS = 2_000;
 
-describe.skipIf(skip)('chaos 2: zombie relay', () => {
-  const suite = fleetSuite('outbox_chaos_zombie', {
-    leaseTtlMs: LEASE_TTL_MS,
-    pollIntervalMs: 100,
-    batchSize: 200,
-  });
+for (const { db, skip } of await fleetDatabases()) {
+  describe.skipIf(skip)(`chaos 2: zombie relay on ${db.name}`, () => zombieTests(db));
+}
+
+function zombieTests(db: FleetDatabase): void {
+  const suite = fleetSuite(
+    'outbox_chaos_zombie',
+    { leaseTtlMs: LEASE_TTL_MS, pollIntervalMs: 100, batchSize: 200 },
+    db,
+  );
 
   it('SIGSTOP between publish and settle past the lease TTL, SIGCONT: fenced, no publish into a lost partition, 0 lost', async () => {
     const startedAt = Date.now();
@@ -34,7 +38,7 @@ describe.skipIf(skip)('chaos 2: zombie relay', () => {
       stoppedMs: Math.round(2.5 * LEASE_TTL_MS),
     });
     console.log(
-      `chaos zombie: ${JSON.stringify({ ...summary(r.verdict), heldAtStop: r.heldAtStop.length, inFlightAtStop: r.inFlightAtStop, fenced: r.fenced, zombieViolations: r.zombieViolations.length, ownershipViolations: r.ownership.length, unexplainedDuplicates: r.unexplainedDuplicates.length, seconds: (Date.now() - startedAt) / 1000 })}`,
+      `chaos zombie on ${db.name}: ${JSON.stringify({ ...summary(r.verdict), heldAtStop: r.heldAtStop.length, inFlightAtStop: r.inFlightAtStop, fenced: r.fenced, zombieViolations: r.zombieViolations.length, ownershipViolations: r.ownership.length, unexplainedDuplicates: r.unexplainedDuplicates.length, seconds: (Date.now() - startedAt) / 1000 })}`,
     );
     expect(r.heldAtStop.length).toBeGreaterThan(0);
     expect(r.inFlightAtStop).toBeGreaterThan(0);
@@ -49,9 +53,10 @@ describe.skipIf(skip)('chaos 2: zombie relay', () => {
 
   it('the checker catches SKIP LOCKED without partitions: reordered, and duplicated after "crashes"', async () => {
     const { pool, schema } = suite;
-    const r = await runSkipLocked({ pool, schema, seed: chaosSeed('broken skip-locked'), abandonShare: 0.1 });
-    console.log(`broken skip-locked with crashes: ${JSON.stringify(summary(r))}`);
+    const seed = chaosSeed(`broken skip-locked on ${db.name}`);
+    const r = await runSkipLocked({ db, pool, schema, seed, abandonShare: 0.1 });
+    console.log(`broken skip-locked with crashes on ${db.name}: ${JSON.stringify(summary(r))}`);
     expect(r.orderViolations).toBeGreaterThan(0);
     expect(r.duplicates).toBeGreaterThan(0);
   });
-});
+}

@@ -1,17 +1,19 @@
 /**
  * The fleet scenarios shared by the short versions in `npm test` (test/integration/relay-fleet.test.ts)
  * and the full ones in `npm run test:chaos` (test/chaos/): a kill storm, a zombie, a graceful
- * hand-over. Each runs relay processes against a fresh outbox table and stream, and returns what
- * the test asserts on, with the numbers it logs.
+ * hand-over, a rebalance. Each runs relay processes against a fresh outbox table and stream, on
+ * any of the databases of test/helpers/fleet-databases.ts, and returns what the test asserts on,
+ * with the numbers it logs.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
 import { type Reception, seededRandom } from '../../src/testing/index.js';
 import {
   chaosSeed,
+  countRows,
   Fleet,
   heldPartitions,
   idsOf,
@@ -22,7 +24,6 @@ import {
   type RelayProcess,
   type RelaySettings,
   readJournal,
-  readLedger,
   setupOutbox,
   sleep,
   type TestOutbox,
@@ -32,10 +33,23 @@ import {
   waitUntil,
   writeLedger,
 } from './fleet.js';
-import { PG_URL, uniqueName } from './services.js';
+import { FLEET_DATABASES, type FleetDatabase, postgresFleet } from './fleet-databases.js';
+import { natsSkip, uniqueName } from './services.js';
 
-export interface ScenarioEnv {
-  readonly pool: pg.Pool;
+/**
+ * Every database the fleet runs on, with why its tests skip (it or NATS is unreachable), for a
+ * `describe` per database.
+ */
+export async function fleetDatabases(): Promise<{ db: FleetDatabase; skip: string | undefined }[]> {
+  const databases = [];
+  for (const db of FLEET_DATABASES)
+    databases.push({ db, skip: (await db.skipReason()) ?? (await natsSkip()) });
+  return databases;
+}
+
+export interface ScenarioEnv<Pool = pg.Pool> {
+  readonly db: FleetDatabase<Pool>;
+  readonly pool: Pool;
   readonly schema: string;
   /** A folder for the journals (each scenario makes its own inside). */
   readonly dir: string;
@@ -52,52 +66,77 @@ export interface FleetOutcome {
   readonly exitCodes: readonly (number | null)[];
 }
 
-export interface FleetSuite {
-  readonly pool: pg.Pool;
+export interface FleetSuite<Pool = pg.Pool> {
+  readonly db: FleetDatabase<Pool>;
+  readonly pool: Pool;
   readonly schema: string;
   readonly dir: string;
   /** The environment of one scenario run, with a fresh seed (printed) under `label`. */
-  env(label: string): ScenarioEnv;
+  env(label: string): ScenarioEnv<Pool>;
 }
 
 /**
- * Registers the file's beforeAll/afterAll: a schema and a journal folder for the file's
- * scenarios, and, whatever happened, every relay process killed and the schema dropped.
+ * Registers the file's (or the `describe`'s) beforeAll/afterAll: a schema (a database on MariaDB)
+ * of `db` (default PostgreSQL) and a journal folder for the scenarios, and, whatever happened,
+ * every relay process killed and the schema dropped.
  */
-export function fleetSuite(prefix: string, relay: ScenarioEnv['relay']): FleetSuite {
+export function fleetSuite(prefix: string, relay: ScenarioEnv['relay']): FleetSuite;
+export function fleetSuite<Pool>(
+  prefix: string,
+  relay: ScenarioEnv['relay'],
+  db: FleetDatabase<Pool>,
+): FleetSuite<Pool>;
+export function fleetSuite(
+  prefix: string,
+  relay: ScenarioEnv['relay'],
+  db: FleetDatabase = postgresFleet,
+): FleetSuite<unknown> {
   const schema = uniqueName(prefix);
   const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
   const suite = {
-    pool: undefined as unknown as pg.Pool,
+    db,
+    pool: undefined as unknown,
     schema,
     dir,
-    env: (label: string): ScenarioEnv => ({ pool: suite.pool, schema, dir, seed: chaosSeed(label), relay }),
+    env: (label: string): ScenarioEnv<unknown> => ({
+      db,
+      pool: suite.pool,
+      schema,
+      dir,
+      seed: chaosSeed(`${label} on ${db.name}`),
+      relay,
+    }),
   };
   beforeAll(async () => {
-    suite.pool = new pg.Pool({ connectionString: PG_URL, max: 12 });
-    // An idle client's error (a database restart, a terminated session) must not end the test process.
-    suite.pool.on('error', () => undefined);
-    await suite.pool.query(`CREATE SCHEMA "${schema}"`);
+    suite.pool = await db.openPool(12);
+    await db.createSchema(suite.pool, schema);
   });
   afterAll(async () => {
     killAllRelays();
-    await suite.pool.query(`DROP SCHEMA "${schema}" CASCADE`);
-    await suite.pool.end();
+    await db.dropSchema(suite.pool, schema);
+    await db.closePool(suite.pool);
     rmSync(dir, { recursive: true, force: true });
   });
   return suite;
 }
 
-/** A fresh outbox table, ledger and stream, and a fleet over them (none started). */
-export async function freshFleet(
-  env: ScenarioEnv,
+/**
+ * A fresh outbox table, ledger and stream, and a fleet over them (none started). `pgUrl`: on
+ * PostgreSQL, the relays' URL instead of the database's (the chaos tier adds `application_name`
+ * to find the relays' sessions).
+ */
+export async function freshFleet<Pool>(
+  env: ScenarioEnv<Pool>,
   label: string,
   fleetOptions: { pgUrl?: string; relay?: RelaySettings } = {},
 ): Promise<{ t: TestOutbox; fleet: Fleet }> {
-  const t = await setupOutbox(env.pool, env.schema);
+  if (fleetOptions.pgUrl !== undefined && env.db.dialect !== 'postgres')
+    throw new Error(`pgUrl is for PostgreSQL fleets, not ${env.db.name}`);
+  const t = await setupOutbox(env.db, env.pool, env.schema);
   const dir = mkdtempSync(join(env.dir, `${label}-`));
   const relay = { ...env.relay, ...fleetOptions.relay };
-  const fleet = new Fleet({ schema: env.schema, table: t.table, dir, pgUrl: fleetOptions.pgUrl, relay });
+  const dbUrl = fleetOptions.pgUrl ?? env.db.url;
+  const fleet = new Fleet({ dbUrl, schema: env.schema, table: t.table, dir, relay });
   return { t, fleet };
 }
 
@@ -105,16 +144,16 @@ export async function freshFleet(
  * Stops every running relay gracefully, then reads the ledger, the journals and the verdict
  * (over the collector's receptions unless `receptions` are given).
  */
-export async function conclude(
+export async function conclude<Pool>(
   t: TestOutbox,
   fleet: Fleet,
-  env: ScenarioEnv,
+  env: ScenarioEnv<Pool>,
   options: { receptions?: readonly Reception[]; deadIds?: ReadonlySet<string> } = {},
 ): Promise<FleetOutcome> {
   const exitCodes = await Promise.all(fleet.running.map((r) => fleet.stop(r)));
   await sleep(200); // a duplicate still on its way to the consumer
   const journals = fleet.journals();
-  const ledger = await readLedger(env.pool, t.ledger);
+  const ledger = await env.db.readLedger(env.pool, t.ledger);
   return {
     verdict: verify(ledger, options.receptions ?? t.collector.receptions, options.deadIds),
     journals,
@@ -124,9 +163,9 @@ export async function conclude(
 }
 
 /** Waits until the consumer has every event of the ledger, or `timeoutMs`. */
-export async function drained(t: TestOutbox, env: ScenarioEnv, timeoutMs: number): Promise<void> {
-  const { rows } = await env.pool.query(`SELECT count(*)::int AS n FROM ${t.ledger}`);
-  await t.collector.waitForDistinct(rows[0].n, Math.max(timeoutMs, 1));
+export async function drained<Pool>(t: TestOutbox, env: ScenarioEnv<Pool>, timeoutMs: number): Promise<void> {
+  const committed = await countRows(env.db, env.pool, t.ledger);
+  await t.collector.waitForDistinct(committed, Math.max(timeoutMs, 1));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -156,12 +195,16 @@ export interface KillStormOutcome extends FleetOutcome {
  * hit 1–`relays` relays at a time, spread over the writing (kill k near k/kills of the events
  * committed, so they land on the backlog the previous kills left), each victim restarted after 0–2 s.
  */
-export async function killStorm(env: ScenarioEnv, o: KillStormOptions): Promise<KillStormOutcome> {
+export async function killStorm<Pool>(
+  env: ScenarioEnv<Pool>,
+  o: KillStormOptions,
+): Promise<KillStormOutcome> {
   const random = seededRandom(env.seed);
   const { t, fleet } = await freshFleet(env, 'kill-storm');
   try {
     await fleet.startMany(o.relays);
     const writer = writeLedger({
+      db: env.db,
       outbox: t.outbox,
       pool: env.pool,
       ledger: t.ledger,
@@ -267,7 +310,7 @@ async function leasesSpread(fleet: Fleet, partitions: number, timeoutMs: number)
  * is SIGCONTed: its settle must be fenced, and it must start no publish into a partition that
  * another relay acquired meanwhile.
  */
-export async function zombie(env: ScenarioEnv, o: ZombieOptions): Promise<ZombieOutcome> {
+export async function zombie<Pool>(env: ScenarioEnv<Pool>, o: ZombieOptions): Promise<ZombieOutcome> {
   const random = seededRandom(env.seed);
   const { t, fleet } = await freshFleet(env, 'zombie');
   try {
@@ -277,6 +320,7 @@ export async function zombie(env: ScenarioEnv, o: ZombieOptions): Promise<Zombie
     // The zombie gives extras back at its (slow) batch boundaries: let every relay hold some first.
     await leasesSpread(fleet, (await t.store.leases()).length, 3 * env.relay.leaseTtlMs + 5_000);
     const writer = writeLedger({
+      db: env.db,
       outbox: t.outbox,
       pool: env.pool,
       ledger: t.ledger,
@@ -370,13 +414,14 @@ export interface HandOverOutcome extends FleetOutcome {
  * `relays` relays under a steady write load; one is SIGTERMed mid-load. Its partitions must be
  * re-owned by the others within about one poll interval, and nothing may be published twice.
  */
-export async function handOver(env: ScenarioEnv, o: HandOverOptions): Promise<HandOverOutcome> {
+export async function handOver<Pool>(env: ScenarioEnv<Pool>, o: HandOverOptions): Promise<HandOverOutcome> {
   const random = seededRandom(env.seed);
   const { t, fleet } = await freshFleet(env, 'hand-over');
   try {
     const relays = await fleet.startMany(o.relays);
     await leasesSpread(fleet, (await t.store.leases()).length, 3 * env.relay.leaseTtlMs + 5_000);
     const writer = writeLedger({
+      db: env.db,
       outbox: t.outbox,
       pool: env.pool,
       ledger: t.ledger,
@@ -439,12 +484,16 @@ export interface RebalanceOutcome extends FleetOutcome {
  * `relays` relays under a steady write load; every `everyMs` one of them (seeded pick) is
  * SIGTERMed and a new one started, for `durationMs`: leases move all the time.
  */
-export async function rebalance(env: ScenarioEnv, o: RebalanceOptions): Promise<RebalanceOutcome> {
+export async function rebalance<Pool>(
+  env: ScenarioEnv<Pool>,
+  o: RebalanceOptions,
+): Promise<RebalanceOutcome> {
   const random = seededRandom(env.seed);
   const { t, fleet } = await freshFleet(env, 'rebalance');
   try {
     await fleet.startMany(o.relays);
     const writer = writeLedger({
+      db: env.db,
       outbox: t.outbox,
       pool: env.pool,
       ledger: t.ledger,

@@ -2,15 +2,17 @@
  * The harness of the fleet and chaos tests: relay child processes (test/fixtures/relay-process.mjs)
  * started, SIGKILLed, SIGTERMed, SIGSTOPped and SIGCONTed at will; their journals read back; a
  * ledger written in each event's own transaction by concurrent writers; and the verdict — LOST,
- * ORDER and DUP from `checkDelivery` — over what a real JetStream consumer received.
+ * ORDER and DUP from `checkDelivery` — over what a real JetStream consumer received. The same
+ * harness runs on PostgreSQL and MariaDB (test/helpers/fleet-databases.ts: what differs).
  *
  * The ledger is the ground truth. Each writer transaction calls `add()` first and inserts the
  * ledger rows after it, in the same transaction, so an event exists if and only if its ledger row
- * does. The ledger's `seq bigserial` is *insertion* order, not commit order; but `add()` takes a
- * transaction-scoped advisory lock per key hash, so a second transaction on the same key blocks
- * in `add()` until the first one commits (or rolls back), and only then inserts its ledger rows.
- * Hence, per key, ledger `seq` order is commit order — the order the relays must publish in.
- * (Across keys the ledger says nothing about order, and the check asks nothing.)
+ * does. The ledger's `seq` (bigserial, AUTO_INCREMENT) is *insertion* order, not commit order;
+ * but `add()` takes a transaction-scoped lock per key hash (an advisory lock; a lock row on
+ * InnoDB), so a second transaction on the same key blocks in `add()` until the first one commits
+ * (or rolls back), and only then inserts its ledger rows. Hence, per key, ledger `seq` order is
+ * commit order — the order the relays must publish in. (Across keys the ledger says nothing about
+ * order, and the check asks nothing.)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -19,9 +21,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import type pg from 'pg';
 import type { Store } from '../../src/core/ports.js';
-import { fromPg } from '../../src/executors/pg.js';
 import { createOutbox, type Outbox, type OutboxEvent } from '../../src/index.js';
-import { postgresStore } from '../../src/stores/postgres.js';
 import {
   checkDelivery,
   type DeliveryResult,
@@ -29,8 +29,9 @@ import {
   memoryPublisher,
   type Reception,
 } from '../../src/testing/index.js';
+import { databaseOr, type FleetConnection, type FleetDatabase } from './fleet-databases.js';
 import { type StreamCollector, startStreamCollector } from './jetstream.js';
-import { NATS_URL, PG_URL, uniqueName } from './services.js';
+import { NATS_URL, uniqueName } from './services.js';
 
 const FIXTURE = new URL('../fixtures/relay-process.mjs', import.meta.url).pathname;
 
@@ -82,12 +83,12 @@ export interface RelaySettings {
 }
 
 export interface FleetOptions {
+  /** The relays' database URL (`storeFromUrl`), and the schema (a database on MariaDB) and table in it. */
+  dbUrl: string;
   schema: string;
   table: string;
   /** Where journals go (one per process: `<name>.journal`, its logs in `<name>.journal.log`). */
   dir: string;
-  /** Default PG_URL; the chaos tier adds `application_name` to find the relays' sessions. */
-  pgUrl?: string;
   natsUrl?: string;
   relay?: RelaySettings;
 }
@@ -165,7 +166,7 @@ export class Fleet {
     const journal = join(this.#o.dir, `${name}.journal`);
     const args = [
       FIXTURE,
-      ...['--pg-url', this.#o.pgUrl ?? PG_URL, '--schema', this.#o.schema, '--table', this.#o.table],
+      ...['--db-url', this.#o.dbUrl, '--schema', this.#o.schema, '--table', this.#o.table],
       ...['--nats-url', this.#o.natsUrl ?? NATS_URL, '--journal', journal, '--relay-id', name],
       ...settingsArgs(s),
     ];
@@ -380,18 +381,19 @@ export interface TestOutbox {
 }
 
 /**
- * A fresh outbox table (P partitions) and ledger in `schema`, and a fresh JetStream stream with a
- * consumer. The dedupe window defaults to JetStream's minimum (100 ms), so that a redelivery after
- * a crash — always later than that — stays visible to the DUP count.
+ * A fresh outbox table (P partitions) and ledger in `schema` of `db`, and a fresh JetStream stream
+ * with a consumer. The dedupe window defaults to JetStream's minimum (100 ms), so that a
+ * redelivery after a crash — always later than that — stays visible to the DUP count.
  */
-export async function setupOutbox(
-  pool: pg.Pool,
+export async function setupOutbox<Pool>(
+  db: FleetDatabase<Pool>,
+  pool: Pool,
   schema: string,
   options: { partitions?: number; duplicateWindowMs?: number } = {},
 ): Promise<TestOutbox> {
   const table = uniqueName('outbox');
   const collector = await startStreamCollector(options.duplicateWindowMs ?? 100);
-  const store = postgresStore({ pool, schema, table, partitions: options.partitions });
+  const store = db.store(pool, { schema, table, partitions: options.partitions });
   const outbox = createOutbox({
     database: store,
     // The writers' outbox validates destinations as NATS subjects; the relays run in their own processes.
@@ -399,7 +401,7 @@ export async function setupOutbox(
     routes: [{ destination: `${collector.prefix}.{aggregateType}` }],
   });
   await outbox.migrate();
-  const ledger = await createLedger(pool, schema, table);
+  const ledger = await db.createLedger(pool, schema, table);
   return {
     table,
     ledger,
@@ -413,23 +415,17 @@ export async function setupOutbox(
   };
 }
 
-/** Creates `<table>_ledger` beside the outbox table; returns its qualified name. */
-export async function createLedger(pool: pg.Pool, schema: string, table: string): Promise<string> {
-  const ledger = `"${schema}"."${table}_ledger"`;
-  await pool.query(`CREATE TABLE ${ledger} (seq bigserial PRIMARY KEY, event_id uuid NOT NULL,
-    key text NOT NULL, committed_at timestamptz NOT NULL DEFAULT clock_timestamp())`);
-  return ledger;
+/** Rows of the qualified `table`. */
+export async function countRows<Pool>(db: FleetDatabase<Pool>, pool: Pool, table: string): Promise<number> {
+  const [row] = await db.query(pool, `SELECT count(*) AS n FROM ${table}`);
+  return Number(row?.n);
 }
 
-/** The ledger in per-key commit order (see the head comment). `committedAt` is taken just before COMMIT. */
-export async function readLedger(pool: pg.Pool, ledger: string): Promise<LedgerEntry[]> {
-  const { rows } = await pool.query(`SELECT event_id AS id, key, committed_at FROM ${ledger} ORDER BY seq`);
-  return rows.map((r) => ({ id: r.id, key: r.key, committedAt: r.committed_at.getTime() }));
-}
-
-export interface WriterOptions {
+export interface WriterOptions<Pool = pg.Pool> {
+  /** The database of `pool` (default PostgreSQL). */
+  readonly db?: FleetDatabase<Pool>;
   readonly outbox: Outbox;
-  readonly pool: pg.Pool;
+  readonly pool: Pool;
   readonly ledger: string;
   /** Events to commit in all (approximate when errors are tolerated: the ledger is the truth). */
   readonly total: number;
@@ -475,39 +471,11 @@ const between = (random: () => number, [min, max]: readonly [number, number]) =>
   min + Math.floor(random() * (max - min + 1));
 
 /**
- * One transaction: add() first (it takes the per-key locks), then the ledger rows, then, after
- * `holdMs`, COMMIT. Returns the event ids.
- */
-export async function commitEvents(
-  client: pg.PoolClient,
-  o: { outbox: Outbox; ledger: string },
-  events: readonly OutboxEvent[],
-  holdMs = 0,
-): Promise<string[]> {
-  await client.query('BEGIN');
-  try {
-    const ids = await o.outbox.add(fromPg(client), events);
-    const keys = events.map((e) => `${e.aggregateType}:${e.aggregateId}`);
-    await client.query(
-      `INSERT INTO ${o.ledger} (event_id, key) SELECT * FROM unnest($1::uuid[], $2::text[])`,
-      [ids, keys],
-    );
-    if (holdMs > 0) await sleep(holdMs);
-    await client.query('COMMIT');
-    return ids;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  }
-}
-
-const ignoreError = () => undefined;
-
-/**
  * Concurrent writers committing events with their ledger rows, until `total` are committed or
  * `stop()`. Keys are shared between writers on purpose: per-key order must be commit order.
  */
-export function writeLedger(o: WriterOptions): LedgerWriter {
+export function writeLedger<Pool>(o: WriterOptions<Pool>): LedgerWriter {
+  const db = databaseOr(o.db);
   const stats: WriterStats = { committed: 0, transactions: 0, failed: 0, deadlocks: 0 };
   const startedAt = Date.now();
   let issued = 0;
@@ -528,21 +496,18 @@ export function writeLedger(o: WriterOptions): LedgerWriter {
   };
   const client = async () => {
     while (!stopped) {
-      let c: pg.PoolClient | undefined;
+      let c: FleetConnection | undefined;
       try {
-        c = await o.pool.connect();
-        // A checked-out client has no pool listener: without ours, a restart or a terminated
-        // session would be an uncaught 'error' (the failing query rejects as well).
-        if (!c.listeners('error').includes(ignoreError)) c.on('error', ignoreError);
+        c = await db.connect(o.pool);
         for (let events = nextEvents(); events; events = nextEvents()) {
           await pace();
           try {
-            await commitEvents(c, o, events, o.holdMs ? between(o.random, o.holdMs) : 0);
+            await c.commitEvents(o, events, o.holdMs ? between(o.random, o.holdMs) : 0);
             stats.committed += events.length;
           } catch (error) {
             issued -= events.length; // not committed (or unknown: the ledger will tell)
             stats.failed++;
-            if ((error as { code?: string }).code === '40P01') stats.deadlocks++;
+            if (db.isDeadlock(error)) stats.deadlocks++;
             else throw error;
           } finally {
             stats.transactions++;

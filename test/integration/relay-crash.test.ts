@@ -1,24 +1,23 @@
 /**
  * Crash: the relay runs as a child process and is SIGKILLed mid-batch five times, restarted
- * each time. Then: 0 lost, and every duplicate the consumer saw is an event that was in flight
- * (handed to the broker, not yet settled) at one of the kills. JetStream's dedupe window is cut to its 100 ms minimum
- * for this stream so that duplicates stay visible to the check. A failpoint widens the window
- * between the broker's ack and the settle, so the kills do produce duplicates to count.
+ * each time, on PostgreSQL and on MariaDB. Then: 0 lost, and every duplicate the consumer saw is
+ * an event that was in flight (handed to the broker, not yet settled) at one of the kills.
+ * JetStream's dedupe window is cut to its 100 ms minimum for this stream so that duplicates stay
+ * visible to the check. A failpoint widens the window between the broker's ack and the settle,
+ * so the kills do produce duplicates to count.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fromPg } from '../../src/executors/pg.js';
 import { createOutbox } from '../../src/index.js';
-import { postgresStore } from '../../src/stores/postgres.js';
 import { checkDelivery, memoryPublisher, seededRandom } from '../../src/testing/index.js';
+import type { FleetDatabase } from '../helpers/fleet-databases.js';
+import { fleetDatabases } from '../helpers/fleet-scenarios.js';
 import { startStreamCollector } from '../helpers/jetstream.js';
-import { NATS_URL, natsSkip, PG_URL, pgSkip, uniqueName } from '../helpers/services.js';
+import { NATS_URL, uniqueName } from '../helpers/services.js';
 
-const skip = (await pgSkip()) ?? (await natsSkip());
 // Every relay process still running, killed when the file ends whatever happened.
 const children = new Set<ChildProcess>();
 const fixture = new URL('../fixtures/crash-relay.mjs', import.meta.url).pathname;
@@ -53,39 +52,41 @@ function journalSets(path: string): { handed: Set<string>; settled: Set<string> 
   return { handed, settled };
 }
 
-describe.skipIf(skip)('relay crash (child process, SIGKILL)', () => {
+for (const { db, skip } of await fleetDatabases()) {
+  describe.skipIf(skip)(`relay crash on ${db.name} (child process, SIGKILL)`, () => crashTests(db));
+}
+
+function crashTests(db: FleetDatabase): void {
   const schema = uniqueName('outbox_crash');
   const table = 'outbox';
   const dir = mkdtempSync(join(tmpdir(), 'outbox-crash-'));
-  let pool: pg.Pool;
+  let pool: unknown;
 
   beforeAll(async () => {
     if (!existsSync(new URL('../../dist/index.js', import.meta.url)))
       throw new Error('dist/ is missing: run npm run build');
-    pool = new pg.Pool({ connectionString: PG_URL, max: 4 });
-    await pool.query(`CREATE SCHEMA "${schema}"`);
+    pool = await db.openPool(4);
+    await db.createSchema(pool, schema);
   });
   afterAll(async () => {
     for (const child of children) child.kill('SIGKILL');
-    await pool.query(`DROP SCHEMA "${schema}" CASCADE`);
-    await pool.end();
+    await db.dropSchema(pool, schema);
+    await db.closePool(pool);
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('5 SIGKILLs mid-batch: 0 lost; duplicates only among events in flight at a kill', async () => {
     const collector = await startStreamCollector(100); // the smallest dedupe window (100 ms): duplicates stay visible
-    const store = postgresStore({ pool, schema, table });
+    const store = db.store(pool, { schema, table });
     const outbox = createOutbox({
       database: store,
       publishers: { nats: memoryPublisher({ kind: 'nats' }) },
       routes: [{ destination: `${collector.prefix}.{aggregateType}` }],
     });
     await outbox.migrate();
-    await pool.query(
-      `CREATE TABLE "${schema}".ledger (seq bigserial PRIMARY KEY, event_id uuid NOT NULL, key text NOT NULL)`,
-    );
+    const ledger = await db.createLedger(pool, schema, table);
     const total = 30_000;
-    const client = await pool.connect();
+    const connection = await db.connect(pool);
     try {
       for (let i = 0; i < total; i += 1000) {
         const events = Array.from({ length: 1000 }, (_, j) => ({
@@ -94,21 +95,15 @@ describe.skipIf(skip)('relay crash (child process, SIGKILL)', () => {
           aggregateId: `k${(i + j) % 300}`,
           payload: { n: i + j },
         }));
-        await client.query('BEGIN');
-        const ids = await outbox.add(fromPg(client), events);
-        await client.query(
-          `INSERT INTO "${schema}".ledger (event_id, key) SELECT * FROM unnest($1::uuid[], $2::text[])`,
-          [ids, events.map((e) => `item:${e.aggregateId}`)],
-        );
-        await client.query('COMMIT');
+        await connection.commitEvents({ outbox, ledger }, events);
       }
     } finally {
-      client.release();
+      connection.release();
     }
 
     const random = seededRandom(3);
     const inFlightAtKills = new Set<string>();
-    const args = (n: number) => [PG_URL, schema, table, NATS_URL, join(dir, `journal-${n}`)];
+    const args = (n: number) => [db.url, schema, table, NATS_URL, join(dir, `journal-${n}`)];
     try {
       for (let kill = 0; kill < 5; kill++) {
         // Widen the window between the broker's ack and the settle, so that kills land in it.
@@ -136,17 +131,12 @@ describe.skipIf(skip)('relay crash (child process, SIGKILL)', () => {
     } finally {
       await collector.close().catch(() => undefined);
     }
-    const { rows } = await pool.query(`SELECT event_id AS id, key FROM "${schema}".ledger ORDER BY seq`);
-    const result = checkDelivery(
-      rows.map((r) => ({ id: r.id, key: r.key, committedAt: 0 })),
-      collector.receptions,
-      new Set(),
-    );
+    const result = checkDelivery(await db.readLedger(pool, ledger), collector.receptions, new Set());
     const counts = new Map<string, number>();
     for (const r of collector.receptions) counts.set(r.id, (counts.get(r.id) ?? 0) + 1);
     const duplicated = [...counts].filter(([, n]) => n > 1).map(([id]) => id);
     console.log(
-      `crash: ${JSON.stringify({ received: collector.receptions.length, lost: result.lost, duplicates: result.duplicates, duplicatedIds: duplicated.length, inFlightAtKills: inFlightAtKills.size, orderViolations: result.orderViolations })}`,
+      `crash on ${db.name}: ${JSON.stringify({ received: collector.receptions.length, lost: result.lost, duplicates: result.duplicates, duplicatedIds: duplicated.length, inFlightAtKills: inFlightAtKills.size, orderViolations: result.orderViolations })}`,
     );
     expect(result.lost).toBe(0);
     expect(result.orderViolations).toBe(0);
@@ -154,4 +144,4 @@ describe.skipIf(skip)('relay crash (child process, SIGKILL)', () => {
     expect(duplicated.filter((id) => !inFlightAtKills.has(id))).toEqual([]);
     expect((await store.stats()).pending).toBe(0);
   });
-});
+}

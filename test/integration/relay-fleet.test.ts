@@ -1,26 +1,33 @@
 /**
  * Many relays, short: the `npm test` versions of chaos scenarios 1–3 (test/chaos/ has the full
- * ones). Relays run as child processes of the built package over one outbox table with partition
- * leases; writers commit events with a ledger row in the same transaction; a real JetStream
- * consumer is the verifier. LOST, ORDER and DUP come from the same checker that must catch the
- * two deliberately broken relays at the end. Nothing here stops a shared service.
+ * ones), on PostgreSQL and on MariaDB (a `describe` each: same scenarios, same assertions). Relays
+ * run as child processes of the built package over one outbox table with partition leases;
+ * writers commit events with a ledger row in the same transaction; a real JetStream consumer is
+ * the verifier. LOST, ORDER and DUP come from the same checker that must catch the two
+ * deliberately broken relays at the end. Nothing here stops a shared service.
  */
 import { describe, expect, it } from 'vitest';
 import { runLastSeen, runSkipLocked } from '../fixtures/broken-relays.js';
 import { chaosSeed, summary } from '../helpers/fleet.js';
-import { fleetSuite, handOver, killStorm, zombie } from '../helpers/fleet-scenarios.js';
-import { natsSkip, pgSkip } from '../helpers/services.js';
+import type { FleetDatabase } from '../helpers/fleet-databases.js';
+import { fleetDatabases, fleetSuite, handOver, killStorm, zombie } from '../helpers/fleet-scenarios.js';
 
-const skip = (await pgSkip()) ?? (await natsSkip());
 const LEASE_TTL_MS = 2_000;
 const POLL_INTERVAL_MS = 100;
 
-describe.skipIf(skip)('relay fleet: partition leases, fencing, hand-over (child processes)', () => {
-  const suite = fleetSuite('outbox_fleet', {
-    leaseTtlMs: LEASE_TTL_MS,
-    pollIntervalMs: POLL_INTERVAL_MS,
-    batchSize: 200,
-  });
+for (const { db, skip } of await fleetDatabases()) {
+  describe.skipIf(skip)(
+    `relay fleet on ${db.name}: partition leases, fencing, hand-over (child processes)`,
+    () => fleetTests(db),
+  );
+}
+
+function fleetTests(db: FleetDatabase): void {
+  const suite = fleetSuite(
+    'outbox_fleet',
+    { leaseTtlMs: LEASE_TTL_MS, pollIntervalMs: POLL_INTERVAL_MS, batchSize: 200 },
+    db,
+  );
   const env = suite.env;
 
   it('3 relays, 5k events over 100 keys, 3 SIGKILLs: 0 lost, 0 out of order, duplicates only of in-flight ids', async () => {
@@ -31,7 +38,7 @@ describe.skipIf(skip)('relay fleet: partition leases, fencing, hand-over (child 
       kills: 3,
     });
     console.log(
-      `fleet kill storm: ${JSON.stringify({ ...summary(r.verdict), inFlightAtKills: r.inFlightAtKills.size, drainMs: r.drainMs, ownershipViolations: r.ownership.length, kills: r.kills, writer: r.writer })}`,
+      `fleet kill storm on ${db.name}: ${JSON.stringify({ ...summary(r.verdict), inFlightAtKills: r.inFlightAtKills.size, drainMs: r.drainMs, ownershipViolations: r.ownership.length, kills: r.kills, writer: r.writer })}`,
     );
     expect(r.verdict.added).toBeGreaterThanOrEqual(5_000);
     expect(r.verdict.lost).toBe(0);
@@ -55,7 +62,7 @@ describe.skipIf(skip)('relay fleet: partition leases, fencing, hand-over (child 
       stoppedMs: 2 * LEASE_TTL_MS,
     });
     console.log(
-      `fleet zombie: ${JSON.stringify({ ...summary(r.verdict), heldAtStop: r.heldAtStop.length, inFlightAtStop: r.inFlightAtStop, fenced: r.fenced, zombieViolations: r.zombieViolations.length, ownershipViolations: r.ownership.length })}`,
+      `fleet zombie on ${db.name}: ${JSON.stringify({ ...summary(r.verdict), heldAtStop: r.heldAtStop.length, inFlightAtStop: r.inFlightAtStop, fenced: r.fenced, zombieViolations: r.zombieViolations.length, ownershipViolations: r.ownership.length })}`,
     );
     expect(r.heldAtStop.length).toBeGreaterThan(0);
     expect(r.fenced).toBeGreaterThanOrEqual(1);
@@ -76,7 +83,7 @@ describe.skipIf(skip)('relay fleet: partition leases, fencing, hand-over (child 
     });
     const worst = Math.max(0, ...r.reownMs);
     console.log(
-      `fleet hand-over: ${JSON.stringify({ ...summary(r.verdict), released: r.released.length, orphaned: r.orphaned, reownMaxMs: worst, leaverExit: r.leaverExit, ownershipViolations: r.ownership.length })}`,
+      `fleet hand-over on ${db.name}: ${JSON.stringify({ ...summary(r.verdict), released: r.released.length, orphaned: r.orphaned, reownMaxMs: worst, leaverExit: r.leaverExit, ownershipViolations: r.ownership.length })}`,
     );
     expect(r.leaverExit).toBe(0);
     expect(r.released.length).toBeGreaterThan(0);
@@ -91,18 +98,21 @@ describe.skipIf(skip)('relay fleet: partition leases, fencing, hand-over (child 
   it('the checker catches the broken relays: SKIP LOCKED without partitions reorders (and duplicates after "crashes"), "id > last seen" loses', async () => {
     const { pool, schema } = suite;
     const reordered = await runSkipLocked({
+      db,
       pool,
       schema,
-      seed: chaosSeed('broken skip-locked'),
+      seed: chaosSeed(`broken skip-locked on ${db.name}`),
       abandonShare: 0.1,
     });
-    const lost = await runLastSeen({ pool, schema, seed: chaosSeed('broken last-seen') });
-    console.log(`broken skip-locked: ${JSON.stringify(summary(reordered))}`);
-    console.log(`broken last-seen: ${JSON.stringify({ ...summary(lost), leftPending: lost.leftPending })}`);
+    const lost = await runLastSeen({ db, pool, schema, seed: chaosSeed(`broken last-seen on ${db.name}`) });
+    console.log(`broken skip-locked on ${db.name}: ${JSON.stringify(summary(reordered))}`);
+    console.log(
+      `broken last-seen on ${db.name}: ${JSON.stringify({ ...summary(lost), leftPending: lost.leftPending })}`,
+    );
     expect(reordered.orderViolations).toBeGreaterThan(0);
     expect(reordered.duplicates).toBeGreaterThan(0); // it "crashed" after some acks
     expect(reordered.lost).toBe(0);
     expect(lost.lost).toBeGreaterThan(0);
     expect(lost.lost).toBe(lost.leftPending); // exactly the rows it never saw
   });
-});
+}
