@@ -582,7 +582,7 @@ describe('kafkaPublisher (kcat reads every topic back)', () => {
     const publisher = kafkaPublisher({ brokers: cluster.brokers, idempotent: false, timeoutMs: 800 });
     try {
       expect(await publisher.publish([tenantMessage('frozen')])).toEqual([{ ok: true }]);
-      cluster.freeze();
+      await cluster.freeze();
       const error = failure((await publisher.publish([tenantMessage('frozen'), tenantMessage('frozen')]))[0]);
       expect(error.retryable).toBe(true);
       expect(error.message).toMatch(/^no ack from Kafka for 2 message\(s\) to topic 'frozen' within 800 ms/);

@@ -13,6 +13,7 @@
  * kafkajs's socketFactory to a TCP proxy per broker.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { STRUCTURED_CONTENT_TYPE } from '../../../src/core/envelope.js';
@@ -79,8 +80,11 @@ export interface MockCluster {
   /** 'host:port,host:port,host:port' */
   readonly bootstrap: string;
   readonly brokers: readonly string[];
-  /** Freezes every broker of the cluster (SIGSTOP): connections stay open, nothing answers. */
-  freeze(): void;
+  /**
+   * Freezes every broker of the cluster (SIGSTOP): connections stay open, nothing answers.
+   * Resolves once the process is stopped (a loaded machine may take a moment to stop it).
+   */
+  freeze(): Promise<void>;
   thaw(): void;
   close(): Promise<void>;
 }
@@ -113,7 +117,12 @@ export async function startMockCluster(brokers = 3): Promise<MockCluster> {
   return {
     bootstrap,
     brokers: bootstrap.split(','),
-    freeze: () => child.kill('SIGSTOP'),
+    async freeze() {
+      child.kill('SIGSTOP');
+      // Field 3 of /proc/<pid>/stat is the state: T once stopped.
+      const stopped = () => readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.startsWith('T');
+      for (let i = 0; i < 200 && !stopped(); i++) await new Promise((r) => setTimeout(r, 5));
+    },
     thaw: () => child.kill('SIGCONT'),
     async close() {
       child.kill('SIGCONT');
