@@ -40,6 +40,18 @@ export function summarizeStats(rows: ReadonlyArray<Record<string, unknown>>): Ou
   };
 }
 
+/** Rows list() returns when the filter names no limit. */
+const DEFAULT_LIST_LIMIT = 100;
+
+/** The limit of a list() filter: its own (a whole number ≥ 0) or the default. */
+export function listLimit(filter: ListFilter): number {
+  const limit = filter.limit ?? DEFAULT_LIST_LIMIT;
+  if (!Number.isInteger(limit) || limit < 0) {
+    throw new OutboxError('INVALID_CONFIG', 'list limit must be an integer ≥ 0');
+  }
+  return limit;
+}
+
 /** The most partitions a table may have: each is a lease row every relay may scan. */
 export const MAX_PARTITIONS = 4096;
 

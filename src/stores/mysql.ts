@@ -35,7 +35,14 @@ import type {
   Statement,
   Store,
 } from '../core/ports.js';
-import { assertIdentifier, assertPartitions, listConditions, purgeLimit, summarizeStats } from './common.js';
+import {
+  assertIdentifier,
+  assertPartitions,
+  listConditions,
+  listLimit,
+  purgeLimit,
+  summarizeStats,
+} from './common.js';
 import {
   checkMysqlSchema,
   KEY_LOCK_SLOTS,
@@ -116,7 +123,6 @@ export const UNKNOWN_MAX_PACKET_BYTES = 1024 * 1024;
 /** Room left in a packet for the protocol's own bytes. */
 const PACKET_MARGIN_BYTES = 4096;
 
-const DEFAULT_LIST_LIMIT = 100;
 /** Re-runs of one claim with grown quotas (×4 each): from an even share of 64 to the whole batch. */
 const MAX_CLAIM_ROUNDS = 4;
 /** Partitions read by one claim statement (one UNION ALL branch each). */
@@ -374,10 +380,7 @@ class MysqlStore implements Store {
   }
 
   async list(filter: ListFilter = {}): Promise<EventRecord[]> {
-    const limit = filter.limit ?? DEFAULT_LIST_LIMIT;
-    if (!Number.isInteger(limit) || limit < 0) {
-      throw new OutboxError('INVALID_CONFIG', 'list limit must be an integer ≥ 0');
-    }
+    const limit = listLimit(filter);
     const { where, params } = listConditions(
       filter,
       () => '?',

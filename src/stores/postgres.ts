@@ -32,7 +32,14 @@ import type {
   StoreCapabilities,
 } from '../core/ports.js';
 import { statementName } from '../core/sql.js';
-import { assertIdentifier, assertPartitions, listConditions, purgeLimit, summarizeStats } from './common.js';
+import {
+  assertIdentifier,
+  assertPartitions,
+  listConditions,
+  listLimit,
+  purgeLimit,
+  summarizeStats,
+} from './common.js';
 import { checkPostgresSchema, migratePostgres } from './postgres-migrations.js';
 
 /** The part of a node-postgres query result the store reads. */
@@ -112,7 +119,6 @@ export const POSTGRES_STORE_DEFAULTS: Readonly<Settings> = Object.freeze({
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const DEFAULT_LIST_LIMIT = 100;
 /** Re-runs of one claim with grown quotas (×4 each): from an even share of 64 to the whole batch. */
 const MAX_CLAIM_ROUNDS = 4;
 /** Rows deleted per purge statement, so purging never holds many locks for long. */
@@ -335,10 +341,7 @@ class PostgresStore implements Store {
   }
 
   async list(filter: ListFilter = {}): Promise<EventRecord[]> {
-    const limit = filter.limit ?? DEFAULT_LIST_LIMIT;
-    if (!Number.isInteger(limit) || limit < 0) {
-      throw new OutboxError('INVALID_CONFIG', 'list limit must be an integer ≥ 0');
-    }
+    const limit = listLimit(filter);
     const { where, params } = listConditions(
       filter,
       (n) => `$${n}`,

@@ -27,6 +27,7 @@ import {
   assertPartitionCount,
   assertPartitions,
   listConditions,
+  listLimit,
   purgeLimit,
   summarizeStats,
 } from './common.js';
@@ -467,10 +468,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     },
 
     async list(filter: ListFilter = {}): Promise<EventRecord[]> {
-      const limit = filter.limit ?? 100;
-      if (!Number.isInteger(limit) || limit < 0) {
-        throw new OutboxError('INVALID_CONFIG', 'list limit must be an integer ≥ 0');
-      }
+      const limit = listLimit(filter);
       const { where, params } = listConditions(
         filter,
         () => '?',
